@@ -1,0 +1,71 @@
+"""Shared fixtures: tiny datasets made by the project's own generator, and script loading."""
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def load_script(relative_path: str) -> ModuleType:
+    """Imports a single-file script as a module, as a user copying it would run it."""
+    path = ROOT / relative_path
+    name = "script_" + relative_path.replace("/", "_").removesuffix(".py")
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def generator() -> ModuleType:
+    return load_script("tools/generate_dataset.py")
+
+
+@pytest.fixture(scope="session")
+def hopper_random(tmp_path_factory) -> Path:
+    """3000 transitions of uniformly random actions on Hopper-v5, written by the generator CLI."""
+    path = tmp_path_factory.mktemp("data") / "hopper-random.hdf5"
+    result = run_cli("tools/generate_dataset.py", "--env", "hopper", "--num_transitions", "3000", "--output", str(path))
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+class LinearPolicy:
+    """A deterministic behaviour policy, so a model trained on its data has something to learn."""
+
+    description = "tanh of a fixed linear map of the observation"
+
+    def __init__(self, env, seed: int):
+        rng = np.random.default_rng(seed)
+        self.weights = rng.normal(size=(env.observation_space.shape[0], env.action_space.shape[0]))
+
+    def __call__(self, observation: np.ndarray) -> np.ndarray:
+        return np.tanh(observation @ self.weights).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def hopper_linear(tmp_path_factory, generator) -> Path:
+    """2000 transitions of a deterministic policy on Hopper-v5 in D4RL format."""
+    path = tmp_path_factory.mktemp("data") / "hopper-linear.hdf5"
+    generator.BEHAVIOUR_POLICIES["linear"] = LinearPolicy
+    try:
+        spec = generator.env_spec_for("hopper", 1000)
+        arrays = generator.collect(spec, "linear", 2000, seed=0)
+    finally:
+        del generator.BEHAVIOUR_POLICIES["linear"]
+    generator.write_hdf5(path, arrays, {"env_id": spec.env_id, "env_kwargs": "{}", "max_episode_steps": 1000,
+                                        "ref_min_score": spec.ref_min_score, "ref_max_score": spec.ref_max_score})
+    return path
