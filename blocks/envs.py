@@ -175,6 +175,7 @@ class EnvSpec:
     ref_min_score: Optional[float] = None
     ref_max_score: Optional[float] = None
     note: str = ""
+    reports_success: bool = False  # goal-reaching envs put a 0/1 `success` in the step info
 
     def make(self) -> gym.Env:
         return gym.make(self.env_id, max_episode_steps=self.max_episode_steps, **self.kwargs)
@@ -205,3 +206,10 @@ def d4rl_env_spec(name: str) -> EnvSpec:
     env_id, kwargs, steps, note = D4RL_GYMNASIUM_ENVS[domain]
     ref_min, ref_max = d4rl_ref_scores(name)
     return EnvSpec(env_id, dict(kwargs), steps, ref_min, ref_max, note)
+
+
+def step_success(infos: Dict[str, Any], num_envs: int) -> np.ndarray:
+    """Per env of a vector env: did this step report reaching the goal (info['success'])?"""
+    if "success" not in infos:
+        return np.zeros(num_envs, dtype=bool)
+    return np.asarray(infos["success"], dtype=bool) & np.asarray(infos.get("_success", True), dtype=bool)

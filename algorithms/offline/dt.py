@@ -435,6 +435,7 @@ class EnvSpec:
     ref_min_score: Optional[float] = None
     ref_max_score: Optional[float] = None
     note: str = ""
+    reports_success: bool = False  # goal-reaching envs put a 0/1 `success` in the step info
 
     def make(self) -> gym.Env:
         return gym.make(self.env_id, max_episode_steps=self.max_episode_steps, **self.kwargs)
@@ -465,6 +466,13 @@ def d4rl_env_spec(name: str) -> EnvSpec:
     env_id, kwargs, steps, note = D4RL_GYMNASIUM_ENVS[domain]
     ref_min, ref_max = d4rl_ref_scores(name)
     return EnvSpec(env_id, dict(kwargs), steps, ref_min, ref_max, note)
+
+
+def step_success(infos: Dict[str, Any], num_envs: int) -> np.ndarray:
+    """Per env of a vector env: did this step report reaching the goal (info['success'])?"""
+    if "success" not in infos:
+        return np.zeros(num_envs, dtype=bool)
+    return np.asarray(infos["success"], dtype=bool) & np.asarray(infos.get("_success", True), dtype=bool)
 # === end shared block: envs ===
 
 
@@ -793,6 +801,26 @@ def masked_mse(predicted: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
     return (squared * mask).sum() / mask.sum()
 
 
+def train_step(
+    model: DecisionTransformer,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    batch: Tuple[torch.Tensor, ...],
+    clip_grad: Optional[float],
+) -> torch.Tensor:
+    """One gradient update; returns the loss as a device tensor (no host sync)."""
+    model.train()
+    states, actions, returns_to_go, timesteps, mask = batch
+    loss = masked_mse(model(states, actions, returns_to_go, timesteps), actions, mask)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip_grad is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+    optimizer.step()
+    scheduler.step()
+    return loss.detach()
+
+
 @torch.no_grad()
 def evaluate(
     model: DecisionTransformer,
@@ -801,8 +829,11 @@ def evaluate(
     config: TrainConfig,
     data: SequenceData,
     device: torch.device,
-) -> np.ndarray:
-    """Runs one episode per env in lockstep, one batched forward per step; returns episode returns."""
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Runs one episode per env in lockstep, one batched forward per step.
+
+    Returns each episode's return and length.
+    """
     model.eval()
     count, horizon, context = envs.num_envs, config.episode_len, config.seq_len
     state_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
@@ -814,6 +845,7 @@ def evaluate(
     timesteps = torch.arange(horizon, device=device).expand(count, horizon)
     remaining = torch.full((count,), target_return * config.reward_scale, device=device)
     episode_returns = np.zeros(count)
+    episode_lengths = np.zeros(count, dtype=np.int64)
     done = np.zeros(count, dtype=bool)
     observation, _ = envs.reset(seed=config.eval_seed)
     for step in range(horizon):
@@ -824,18 +856,20 @@ def evaluate(
         actions[:, step] = action
         observation, reward, terminated, truncated, _ = envs.step(action.cpu().numpy())
         episode_returns += reward * ~done  # envs that finished auto-reset; their steps don't count
+        episode_lengths += ~done
         remaining -= torch.as_tensor(reward * config.reward_scale, dtype=torch.float32, device=device)
         done |= terminated | truncated
         if done.all():
             break
-    return episode_returns
+    return episode_returns, episode_lengths
 
 
-def evaluation_metrics(returns: Dict[float, np.ndarray], env: EnvSpec) -> Dict[str, float]:
+def evaluation_metrics(results: Dict[float, Tuple[np.ndarray, np.ndarray]], env: EnvSpec) -> Dict[str, float]:
     metrics = {}
-    for target, values in returns.items():
+    for target, (values, lengths) in results.items():
         metrics[f"eval/{target:g}_return_mean"] = float(values.mean())
         metrics[f"eval/{target:g}_return_std"] = float(values.std())
+        metrics[f"eval/{target:g}_length_mean"] = float(lengths.mean())
         scores = env.normalized_score(values)
         if scores is not None:
             metrics[f"eval/{target:g}_normalized_score_mean"] = float(scores.mean())
@@ -875,16 +909,7 @@ def train(config: TrainConfig) -> Dict[str, Any]:
     window_steps, window_start, started = 0, time.perf_counter(), time.perf_counter()
     eval_metrics: Dict[str, float] = {}
     while step < config.update_steps:
-        model.train()
-        states, actions, returns_to_go, timesteps, mask = data.sample(config.batch_size)
-        loss = masked_mse(model(states, actions, returns_to_go, timesteps), actions, mask)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.clip_grad is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
-        optimizer.step()
-        scheduler.step()
-        loss_sum += loss.detach()
+        loss_sum += train_step(model, optimizer, scheduler, data.sample(config.batch_size), config.clip_grad)
         step += 1
         window_steps += 1
         finished = step == config.update_steps
@@ -908,8 +933,8 @@ def train(config: TrainConfig) -> Dict[str, Any]:
             loss_sum.zero_()
             window_steps, window_start = 0, time.perf_counter()
         if step % config.eval_every == 0 or finished:
-            returns = {target: evaluate(model, envs, target, config, data, device) for target in config.target_returns}
-            eval_metrics = evaluation_metrics(returns, dataset.env)
+            results = {target: evaluate(model, envs, target, config, data, device) for target in config.target_returns}
+            eval_metrics = evaluation_metrics(results, dataset.env)
             logger.log(step, eval_metrics)
             window_start = time.perf_counter()  # evaluation time is not training throughput
         if step % config.checkpoint_every == 0 or finished or stop.requested:

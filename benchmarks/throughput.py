@@ -1,0 +1,180 @@
+"""Gradient updates per second and evaluation env-steps per second, per script, on generated data.
+
+    python benchmarks/throughput.py                       # every script, default sizes, auto device
+    python benchmarks/throughput.py --scripts dt --device cpu --output benchmarks/results/throughput_cpu.md
+
+Each script is measured with its own update and evaluation functions, next to a baseline that
+does the same work the way the public reproductions do (CORL), in the same process, so the
+ratio holds on any machine. The table is printed and written to --output with the command.
+"""
+import argparse
+import platform
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def load_script(relative_path: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(Path(relative_path).stem, ROOT / relative_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def generate_dataset(directory: Path, env: str = "hopper", transitions: int = 20_000) -> Path:
+    generator = load_script("tools/generate_dataset.py")
+    spec = generator.env_spec_for(env, 1000)
+    path = directory / f"{env}-random.hdf5"
+    arrays = generator.collect(spec, "random", transitions, seed=0)
+    generator.write_hdf5(path, arrays, {"env_id": spec.env_id, "env_kwargs": "{}", "max_episode_steps": 1000,
+                                        "ref_min_score": spec.ref_min_score, "ref_max_score": spec.ref_max_score})
+    return path
+
+
+def rate(work: Callable[[], int], seconds: float, device: torch.device) -> float:
+    """Units of work per second: runs `work` (returning units done) until `seconds` pass, after a warm-up."""
+    work()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        done += work()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return done / (time.perf_counter() - start)
+
+
+# --------------------------------------------------------------------------------------------
+# Decision Transformer
+
+
+def corl_style_dt_batch(data, batch_size: int, seq_len: int, device: torch.device):
+    """CORL's sampling: per-sample numpy slicing and padding on the host, then a copy to the device."""
+    states, actions = data.states.cpu().numpy(), data.actions.cpu().numpy()
+    rtg, timesteps = data.returns_to_go.cpu().numpy(), data.timesteps.cpu().numpy()
+    ends = data.episode_end.cpu().numpy()
+    rows = []
+    for _ in range(batch_size):
+        start = random.randrange(len(states))
+        stop = min(start + seq_len, ends[start])
+        pad = seq_len - (stop - start)
+        rows.append((
+            np.pad(states[start:stop], ((0, pad), (0, 0))), np.pad(actions[start:stop], ((0, pad), (0, 0))),
+            np.pad(rtg[start:stop], (0, pad)), np.pad(timesteps[start:stop], (0, pad)),
+            np.pad(np.ones(stop - start, bool), (0, pad)),
+        ))
+    return tuple(torch.as_tensor(np.stack(column), device=device) for column in zip(*rows))
+
+
+@torch.no_grad()
+def corl_style_dt_evaluate(dt, model, env_spec, target: float, config, data, device) -> int:
+    """CORL's evaluation: one env at a time, one forward per step. Returns env steps taken."""
+    model.eval()
+    env = env_spec.make()
+    mean, std = torch.as_tensor(data.state_mean, device=device), torch.as_tensor(data.state_std, device=device)
+    observation, _ = env.reset(seed=config.eval_seed)
+    horizon = config.episode_len
+    states = torch.zeros(1, horizon, observation.shape[0], device=device)
+    actions = torch.zeros(1, horizon, env.action_space.shape[0], device=device)
+    returns = torch.zeros(1, horizon, device=device)
+    timesteps = torch.arange(horizon, device=device)[None]
+    remaining = target * config.reward_scale
+    for step in range(horizon):
+        states[0, step] = (torch.as_tensor(observation, dtype=torch.float32, device=device) - mean) / std
+        returns[0, step] = remaining
+        window = slice(max(0, step + 1 - config.seq_len), step + 1)
+        action = model(states[:, window], actions[:, window], returns[:, window], timesteps[:, window])[0, -1]
+        actions[0, step] = action
+        observation, reward, terminated, truncated, _ = env.step(action.cpu().numpy())
+        remaining -= reward * config.reward_scale
+        if terminated or truncated:
+            return step + 1
+    return horizon
+
+
+def bench_dt(data_path: Path, device: torch.device, seconds: float, eval_envs: int) -> List[Dict[str, object]]:
+    dt = load_script("algorithms/offline/dt.py")
+    config = dt.TrainConfig(dataset=str(data_path), eval_episodes=eval_envs, wandb_mode="disabled")
+    dataset = dt.load_dataset(config.dataset)
+    data = dt.SequenceData(dataset, config.seq_len, config.reward_scale, device)
+    model = dt.DecisionTransformer(dataset.observations.shape[1], dataset.actions.shape[1], config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda steps: 1.0)
+
+    def update(batch_fn: Callable) -> Callable[[], int]:
+        def work() -> int:
+            dt.train_step(model, optimizer, scheduler, batch_fn(), config.clip_grad)
+            return 1
+        return work
+
+    ours_updates = rate(update(lambda: data.sample(config.batch_size)), seconds, device)
+    corl_updates = rate(update(lambda: corl_style_dt_batch(data, config.batch_size, config.seq_len, device)), seconds, device)
+    envs = dataset.env.make_vector(eval_envs)
+    target = 3600.0
+    ours_eval = rate(lambda: int(dt.evaluate(model, envs, target, config, data, device)[1].sum()), seconds, device)
+    corl_eval = rate(lambda: corl_style_dt_evaluate(dt, model, dataset.env, target, config, data, device), seconds, device)
+    envs.close()
+    size = f"emb {config.embedding_dim}, {config.num_layers} layers, K {config.seq_len}, batch {config.batch_size}"
+    return [
+        {"script": "offline/dt.py", "measure": f"updates/s ({size})", "ours": ours_updates, "baseline": corl_updates,
+         "baseline_is": "CORL-style host-side window sampling"},
+        {"script": "offline/dt.py", "measure": f"eval env-steps/s ({eval_envs} episodes)", "ours": ours_eval,
+         "baseline": corl_eval, "baseline_is": "CORL-style one env at a time"},
+    ]
+
+
+BENCHMARKS = {"dt": bench_dt}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scripts", nargs="+", default=list(BENCHMARKS), choices=list(BENCHMARKS))
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per number")
+    parser.add_argument("--eval_envs", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    random.seed(0)
+    torch.manual_seed(0)
+    rows = []
+    with tempfile.TemporaryDirectory() as directory:
+        data_path = generate_dataset(Path(directory))
+        for name in args.scripts:
+            rows += BENCHMARKS[name](data_path, device, args.seconds, args.eval_envs)
+    machine = (torch.cuda.get_device_name(device) if device.type == "cuda" else
+               f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads")
+    lines = [
+        f"Device: {device.type} ({machine}); torch {torch.__version__}; data: generated hopper-random, 20k transitions",
+        f"Command: python benchmarks/throughput.py {' '.join(sys.argv[1:])}",
+        "",
+        "| script | measure | ours | baseline | ratio | baseline is |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(f"| {row['script']} | {row['measure']} | {row['ours']:.1f} | {row['baseline']:.1f} | "
+                     f"{row['ours'] / row['baseline']:.2f}x | {row['baseline_is']} |")
+    table = "\n".join(lines)
+    print(table)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
