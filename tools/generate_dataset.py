@@ -12,6 +12,7 @@ Behaviour policies are entries of BEHAVIOUR_POLICIES: a class built from (env, s
 medium/expert level plug in the same way (medium-replay and medium-expert are then mixes of
 their runs).
 """
+import dataclasses
 import json
 import os
 import sys
@@ -26,7 +27,7 @@ import pyrallis
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for blocks/
-from blocks.envs import D4RL_GYMNASIUM_ENVS, D4RL_REF_SCORES, EnvSpec  # noqa: E402
+from blocks.envs import D4RL_LOCOMOTION_ENVS, EnvSpec, d4rl_env_spec  # noqa: E402
 from blocks.runtime import UserError, parse_config, run_main  # noqa: E402
 
 
@@ -57,10 +58,8 @@ BEHAVIOUR_POLICIES = {"random": RandomPolicy}
 
 def env_spec_for(env: str, max_episode_steps: int) -> EnvSpec:
     """A D4RL domain gets its D4RL env mapping and reference scores; any other id gets none."""
-    if env in D4RL_GYMNASIUM_ENVS:
-        env_id, kwargs, _, note = D4RL_GYMNASIUM_ENVS[env]
-        ref_min, ref_max = D4RL_REF_SCORES[env]
-        return EnvSpec(env_id, dict(kwargs), max_episode_steps, ref_min, ref_max, note)
+    if env in D4RL_LOCOMOTION_ENVS:
+        return dataclasses.replace(d4rl_env_spec(f"{env}-random-v2"), max_episode_steps=max_episode_steps)
     return EnvSpec(env, {}, max_episode_steps)
 
 

@@ -1,0 +1,103 @@
+"""D4RL names map to modern envs that speak D4RL's observation layout, frame and task."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blocks.envs import d4rl_env_spec, step_success
+
+SHARED_D4RL_TABLE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "d4rl_datasets.json"
+# Observation and action sizes of D4RL's own envs.
+D4RL_SHAPES = {"hopper": (11, 3), "halfcheetah": (17, 6), "walker2d": (17, 6), "ant": (111, 8), "antmaze": (29, 8),
+               "pen": (45, 24), "door": (39, 28), "hammer": (46, 26), "relocate": (39, 30), "maze2d": (4, 2),
+               "kitchen": (60, 9)}
+REPRESENTATIVES = ["hopper-medium-v2", "ant-random-v2", "antmaze-large-play-v2", "pen-human-v1", "door-cloned-v1",
+                   "hammer-expert-v1", "relocate-human-v1", "maze2d-medium-dense-v1", "kitchen-mixed-v0"]
+
+
+@pytest.mark.parametrize("name", REPRESENTATIVES)
+def test_env_shapes_match_d4rl(name):
+    env = d4rl_env_spec(name).make()
+    observation, _ = env.reset(seed=0)
+    observation, *_ = env.step(env.action_space.sample())
+    assert (observation.shape[0], env.action_space.shape[0]) == D4RL_SHAPES[name.split("-")[0]]
+    assert env.observation_space.shape == observation.shape
+    env.close()
+
+
+@pytest.mark.skipif(not SHARED_D4RL_TABLE.exists(), reason="../shared/reference is only beside the project checkout")
+def test_every_d4rl_name_has_an_env_mapping():
+    for name in json.loads(SHARED_D4RL_TABLE.read_text()):
+        spec = d4rl_env_spec(name)
+        assert spec.env_id and spec.max_episode_steps, name
+
+
+def test_episode_lengths_follow_d4rl():
+    assert d4rl_env_spec("pen-human-v1").max_episode_steps == 100
+    assert d4rl_env_spec("door-human-v1").max_episode_steps == 200
+    assert d4rl_env_spec("antmaze-umaze-v2").max_episode_steps == 700
+    assert d4rl_env_spec("antmaze-medium-play-v2").max_episode_steps == 1000
+    assert d4rl_env_spec("maze2d-large-v1").max_episode_steps == 800
+    assert d4rl_env_spec("kitchen-partial-v0").max_episode_steps == 280
+
+
+@pytest.mark.parametrize("name, goal", [("antmaze-umaze-v2", (0, 8)), ("antmaze-medium-diverse-v2", (20, 20)),
+                                        ("antmaze-large-play-v2", (32, 24))])
+def test_antmaze_starts_at_the_origin_and_rewards_d4rl_goal(name, goal):
+    env = d4rl_env_spec(name).make()
+    observation, _ = env.reset(seed=1)
+    assert np.abs(observation[:2]).max() <= 0.11  # D4RL resets within 0.1 of the start
+    inner = env.unwrapped
+    goal_in_d4rl_frame = inner.goal - env.origin
+    np.testing.assert_allclose(goal_in_d4rl_frame, goal, atol=0.11)
+    assert env.step(np.zeros(8))[1] == 0.0
+    inner.data.qpos[:2] = inner.goal + [0.3, 0.3]  # 0.42 from the goal: inside D4RL's 0.5 radius
+    observation, reward, _, _, info = env.step(np.zeros(8))
+    np.testing.assert_allclose(observation[:2], goal_in_d4rl_frame + 0.3, atol=0.05)
+    assert reward == 1.0 and info["success"]
+    env.close()
+
+
+def test_maze2d_frame_target_reward_and_action_directions():
+    env = d4rl_env_spec("maze2d-umaze-v1").make()
+    env.reset(seed=0)
+    inner = env.unwrapped
+    # D4RL's umaze target is cell (1, 1): put the point there (Gymnasium frame) and check D4RL's view.
+    cell_centre = inner.maze.cell_rowcol_to_xy(np.array([1, 1]))
+    inner.data.qpos[:] = cell_centre + [0.2, -0.2]  # D4RL's target is 0.2 past the centre on both of its axes
+    inner.data.qvel[:] = 0.0
+    observation, reward, _, _, info = env.step(np.zeros(2))
+    np.testing.assert_allclose(observation[:2], [1.0, 1.0], atol=0.01)
+    assert reward == 1.0 and info["success"]
+    start = observation
+    for _ in range(5):
+        observation, *_ = env.step(np.array([1.0, 0.0]))  # push along D4RL's +x
+    assert observation[2] > 0.5 and abs(observation[3]) < 0.05
+    assert observation[0] > start[0]
+    dense = d4rl_env_spec("maze2d-umaze-dense-v1").make()
+    dense.reset(seed=0)
+    _, reward, *_ = dense.step(np.zeros(2))
+    assert 0.0 < reward < 1.0
+    env.close()
+    dense.close()
+
+
+def test_kitchen_observation_carries_the_fixed_task_goal():
+    env = d4rl_env_spec("kitchen-mixed-v0").make()
+    observation, _ = env.reset(seed=0)
+    goal = observation[30:]
+    from gymnasium_robotics.envs.franka_kitchen.kitchen_env import OBS_ELEMENT_INDICES
+
+    task_indices = np.concatenate([OBS_ELEMENT_INDICES[task] for task in ("microwave", "kettle", "bottom burner", "light switch")])
+    assert np.flatnonzero(goal).tolist() == sorted(index for index in task_indices if goal[index] != 0)
+    assert set(np.flatnonzero(goal)) <= set(task_indices)
+    assert not goal[OBS_ELEMENT_INDICES["slide cabinet"]].any()
+    np.testing.assert_allclose(observation[:9], env.unwrapped.data.qpos[:9], atol=0.01)
+    env.close()
+
+
+def test_step_success_reads_vector_env_infos():
+    infos = {"success": np.array([True, False, True]), "_success": np.array([True, True, False])}
+    assert step_success(infos, 3).tolist() == [True, False, False]
+    assert step_success({}, 2).tolist() == [False, False]
