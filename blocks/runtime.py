@@ -88,7 +88,8 @@ def prepare_run_dir(config: Any, algorithm: str) -> Path:
     if config.run_dir:
         run_dir = Path(config.run_dir)
     else:
-        dataset_tag = Path(config.dataset).stem.replace("minari:", "").replace("/", "_")
+        name = config.dataset
+        dataset_tag = Path(name).stem if name.endswith((".hdf5", ".h5")) else name.replace(":", "_").replace("/", "_")
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = Path("runs") / algorithm / dataset_tag / f"seed{config.train_seed}-{stamp}"
     if run_dir.exists() and any(run_dir.iterdir()):

@@ -199,3 +199,13 @@ def test_non_finite_loss_stops_with_a_clear_error(hopper_linear, tmp_path, monke
     with pytest.raises(dt.UserError, match="train_loss became nan between steps 0 and 10"):
         dt.train(config)
     assert not any((tmp_path / "run" / "checkpoints").iterdir())
+
+
+def test_default_run_directory_is_named_after_dataset_and_seed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for dataset, tag in [("hopper-medium-v2", "hopper-medium-v2"), ("minari:mujoco/hopper/medium-v0",
+                         "minari_mujoco_hopper_medium-v0"), ("/data/hopper-random.hdf5", "hopper-random")]:
+        config = dt.TrainConfig(dataset=dataset, train_seed=3, wandb_mode="disabled")
+        run_dir = dt.prepare_run_dir(config, "dt")
+        assert run_dir.parent == Path("runs") / "dt" / tag and run_dir.name.startswith("seed3-")
+        assert (run_dir / "config.yaml").exists()
