@@ -940,7 +940,8 @@ class DecisionTransformer(nn.Module):
 
 
 def masked_mse(predicted: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over real (unpadded) steps only."""
+    """Mean squared error over real (unpadded) steps only. CORL divides by all positions, padding
+    included, which only rescales the loss (and so the effective learning rate) batch by batch."""
     squared = ((predicted - target) ** 2).mean(-1)
     return (squared * mask).sum() / mask.sum()
 
