@@ -21,6 +21,9 @@ TINY = [
 ]
 
 
+pytestmark = pytest.mark.usefixtures("cached_source_lookup")
+
+
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """Tiny models: one thread is fastest, and on a shared 2-core machine two threads can be 100x slower."""
