@@ -1,5 +1,10 @@
 """Online DT and ODT+TD3: TD3 mechanics, actor losses, trajectory buffer, rollouts, whole runs and resume."""
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import gymnasium as gym
 import numpy as np
@@ -9,7 +14,7 @@ import torch.nn as nn
 
 from blocks.datasets import Dataset
 from blocks.envs import EnvSpec
-from conftest import load_script
+from conftest import ROOT, load_script, run_cli
 
 odt = load_script("algorithms/finetune/odt.py")
 td3 = load_script("algorithms/finetune/odt_td3.py")
@@ -388,3 +393,30 @@ def test_episodes_longer_than_the_timestep_table_are_rejected(hopper_random, tmp
     with pytest.raises(td3.UserError, match="raise --episode_len"):
         td3.train(config)
     assert not (tmp_path / "run").exists()
+
+
+def test_sigterm_in_the_online_phase_checkpoints_and_the_run_resumes(hopper_random, tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["algorithms/finetune/odt_td3.py", *TINY, "--critic_hidden_dim", "32", "--dataset", str(hopper_random),
+            "--run_dir", str(run_dir), "--pretrain_steps", "20", "--updates_per_iteration", "10",
+            "--online_iterations", "100000", "--eval_every", "100000", "--checkpoint_every", "100000"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env)
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("rollout/return_mean") >= 2):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    newest = sorted((run_dir / "checkpoints").iterdir())[-1]  # the other is the end-of-pretraining one
+    checkpoint = torch.load(newest, weights_only=False)
+    iterations = checkpoint["progress"]["iterations"]
+    assert iterations >= 2 and checkpoint["step"] > 20
+    assert sum("return" in t for t in checkpoint["buffer"]["trajectories"]) >= iterations  # online data kept
+    result = run_cli("algorithms/finetune/odt_td3.py", "--resume", str(run_dir), "--online_iterations", str(iterations + 1))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["online_iterations"] == iterations + 1
+    assert summary["env_steps"] > checkpoint["progress"]["env_steps"]
