@@ -12,8 +12,6 @@ import pytest
 import torch
 import torch.nn as nn
 
-from blocks.datasets import Dataset
-from blocks.envs import EnvSpec
 from conftest import ROOT, load_script, run_cli
 
 odt = load_script("algorithms/finetune/odt.py")
