@@ -134,7 +134,106 @@ def bench_dt(data_path: Path, device: torch.device, seconds: float, eval_envs: i
     ]
 
 
-BENCHMARKS = {"dt": bench_dt}
+# --------------------------------------------------------------------------------------------
+# Online Decision Transformer and ODT+TD3
+
+
+def host_side_trajectory_batch(buffer, batch_size: int) -> Dict[str, torch.Tensor]:
+    """The official ODT code's sampling: per-sample numpy slicing of stored trajectories and padding on
+    the host (its DataLoader), then a copy to the device. Same output as TrajectoryBuffer.sample."""
+    trajectories = list(buffer.trajectories)
+    lengths = np.array([len(t["rewards"]) for t in trajectories])
+    k, device = buffer.seq_len, buffer.device
+    columns: Dict[str, list] = {key: [] for key in ("states", "actions", "returns_to_go", "timesteps", "rewards",
+                                                    "mask", "critic_mask", "done")}
+    for _ in range(batch_size):
+        t = trajectories[int(np.searchsorted(np.cumsum(lengths), random.randrange(lengths.sum()), side="right"))]
+        n = len(t["rewards"])
+        start = random.randrange(n)
+        final = t["final_observation"] if t["final_observation"] is not None else np.zeros_like(t["observations"][0])
+        observations = np.concatenate([t["observations"], final[None]])[start:start + k + 1]
+        actions = np.concatenate([t["actions"], np.zeros_like(t["actions"][:1])])[start:start + k + 1]
+        rtg = np.append(np.cumsum(t["rewards"][::-1])[::-1], 0.0)[start:start + k + 1] * buffer.reward_scale
+        rewards = np.append(t["rewards"], 0.0)[start:start + k]
+        pad = k + 1 - len(observations)
+        real = np.arange(start, start + k) < n
+        columns["states"].append(np.pad((observations - buffer.state_mean) / buffer.state_std, ((0, pad), (0, 0)), mode="edge"))
+        columns["actions"].append(np.pad(actions, ((0, pad), (0, 0)), mode="edge"))
+        columns["returns_to_go"].append(np.pad(rtg, (0, pad)))
+        columns["timesteps"].append(np.minimum(np.arange(start, start + k + 1), n))
+        columns["rewards"].append(np.pad(rewards, (0, k - len(rewards))))
+        columns["mask"].append(real)
+        columns["critic_mask"].append(real & ((np.arange(start, start + k) + 1 < n) | t["terminated"]))
+        columns["done"].append(real & (np.arange(start, start + k) + 1 == n) & t["terminated"])
+    dtypes = {"timesteps": torch.long, "mask": torch.bool, "critic_mask": torch.bool, "done": torch.bool}
+    return {key: torch.as_tensor(np.stack(values), dtype=dtypes.get(key, torch.float32), device=device)
+            for key, values in columns.items()}
+
+
+def bench_online_dt(name: str, data_path: Path, device: torch.device, seconds: float, eval_envs: int) -> List[Dict[str, object]]:
+    import copy
+
+    script = load_script(f"algorithms/finetune/{name}.py")
+    # the paper's ~13M-parameter DT on a GPU; on a CPU (where one such update takes seconds) CORL's DT size
+    sizes = {} if device.type == "cuda" else {"embedding_dim": 128, "num_layers": 3, "num_heads": 1, "batch_size": 64}
+    config = script.TrainConfig(dataset=str(data_path), eval_episodes=eval_envs, wandb_mode="disabled", **sizes)
+    dataset = script.load_dataset(config.dataset)
+    mean, std = script.state_stats(dataset.observations)
+    buffer = script.TrajectoryBuffer(config.buffer_size, mean, std, config.seq_len, config.reward_scale, device)
+    buffer.initialise(script.dataset_trajectories(dataset))
+    state_dim, action_dim = dataset.observations.shape[1], dataset.actions.shape[1]
+    if name == "odt":
+        actor = script.StochasticDT(state_dim, action_dim, config).to(device)
+        temperature = script.Temperature(config.init_temperature).to(device)
+        optimizer = script.Lamb(actor.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda steps: 1.0)
+        temperature_optimizer = torch.optim.Adam(temperature.parameters(), lr=config.temperature_learning_rate)
+        step = lambda batch: script.train_step(actor, temperature, optimizer, scheduler, temperature_optimizer,  # noqa: E731
+                                               batch, -float(action_dim), config)
+    else:
+        actor = script.DeterministicDT(state_dim, action_dim, config).to(device)
+        critic = script.TwinCritic(state_dim, action_dim, config.critic_hidden_dim, config.critic_layer_norm).to(device)
+        target_actor, target_critic = copy.deepcopy(actor).eval(), copy.deepcopy(critic)
+        optimizer = script.Lamb(actor.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda steps: 1.0)
+        critic_optimizer = torch.optim.AdamW(critic.parameters(), lr=config.critic_learning_rate)
+        counter = [0]
+
+        def step(batch):
+            counter[0] += 1
+            return script.train_step(actor, critic, target_actor, target_critic, optimizer, scheduler, critic_optimizer,
+                                     batch, config.alpha, counter[0] % config.policy_freq == 0, config)
+
+    def update(batch_fn: Callable) -> Callable[[], int]:
+        def work() -> int:
+            step(batch_fn())
+            return 1
+        return work
+
+    ours_updates = rate(update(lambda: buffer.sample(config.batch_size)), seconds, device)
+    host_updates = rate(update(lambda: host_side_trajectory_batch(buffer, config.batch_size)), seconds, device)
+    evaluation, _ = script.policies(actor, config)
+    actor.eval()
+    envs, single = dataset.env.make_vector(eval_envs), dataset.env.make_vector(1)
+    run = lambda vector_env: sum(t["length"] for t in script.run_episodes(  # noqa: E731
+        evaluation, vector_env, config.eval_rtg, config, mean, std, device, config.eval_seed))
+    ours_eval = rate(lambda: run(envs), seconds, device)
+    single_eval = rate(lambda: sum(run(single) for _ in range(eval_envs)), seconds, device)
+    envs.close()
+    single.close()
+    unit = "steps (critic batches; actor every 2nd)" if name == "odt_td3" else "updates"
+    size = f"emb {config.embedding_dim}, {config.num_layers} layers, K {config.seq_len}, batch {config.batch_size}"
+    return [
+        {"script": f"finetune/{name}.py", "measure": f"{unit}/s ({size})", "ours": ours_updates, "baseline": host_updates,
+         "baseline_is": "official-ODT-style host-side trajectory window sampling"},
+        {"script": f"finetune/{name}.py", "measure": f"eval env-steps/s ({eval_envs} episodes, context {config.eval_context})",
+         "ours": ours_eval, "baseline": single_eval, "baseline_is": "one episode at a time"},
+    ]
+
+
+BENCHMARKS = {"dt": bench_dt,
+              "odt": lambda *args: bench_online_dt("odt", *args),
+              "odt_td3": lambda *args: bench_online_dt("odt_td3", *args)}
 
 
 def main() -> None:

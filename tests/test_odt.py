@@ -1,0 +1,420 @@
+"""Online DT and ODT+TD3: TD3 mechanics, actor losses, trajectory buffer, rollouts, whole runs and resume."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from conftest import ROOT, load_script, run_cli
+
+odt = load_script("algorithms/finetune/odt.py")
+td3 = load_script("algorithms/finetune/odt_td3.py")
+
+TINY = [
+    "--embedding_dim", "16", "--num_layers", "1", "--num_heads", "2", "--seq_len", "4", "--eval_context", "2",
+    "--batch_size", "16", "--warmup_steps", "10", "--eval_episodes", "2", "--wandb_mode", "disabled",
+    "--device", "cpu", "--buffer_size", "50", "--online_transitions", "40", "--log_every", "10",
+]
+
+
+pytestmark = pytest.mark.usefixtures("cached_source_lookup")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: one thread is fastest, and on a shared 2-core machine two threads can be 100x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_config(script, dataset, run_dir, *extra):
+    args = [*TINY, "--dataset", str(dataset), "--run_dir", str(run_dir), *map(str, extra)]
+    if script is td3:
+        args += ["--critic_hidden_dim", "32"]
+    return script.parse_config(script.TrainConfig, args)
+
+
+def trajectory(rewards, terminated=True, final=False, obs_dim=2, act_dim=1, mark=0.0):
+    rewards = np.asarray(rewards, np.float32)
+    observations = np.full((len(rewards), obs_dim), mark, np.float32)
+    final_observation = np.full(obs_dim, mark, np.float32) if final else None
+    return odt.make_trajectory(observations, np.zeros((len(rewards), act_dim)), rewards, terminated, final_observation)
+
+
+def make_buffer(capacity, seq_len=3, reward_scale=1.0, obs_dim=2):
+    return odt.TrajectoryBuffer(capacity, np.zeros(obs_dim, np.float32), np.ones(obs_dim, np.float32), seq_len,
+                                reward_scale, torch.device("cpu"))
+
+
+# ------------------------------------------------------------------------------------------------
+# TD3 mechanics
+
+
+class ConstantActor(nn.Module):
+    def __init__(self, value: float):
+        super().__init__()
+        self.value = value
+
+    def forward(self, states, actions, returns_to_go, timesteps):
+        return torch.full_like(actions, self.value)
+
+
+class RecordingCritic(nn.Module):
+    """Q1 = 2 + sum(s), Q2 = 1 + sum(a); remembers the actions it was asked about."""
+
+    def forward(self, states, actions):
+        self.actions = actions
+        return 2.0 + states.sum(-1), 1.0 + actions.sum(-1)
+
+
+def test_td3_target_clips_noise_and_takes_the_min_of_twin_targets():
+    config = td3.TrainConfig(policy_noise=1e7, noise_clip=0.5, gamma=0.9, critic_reward_scale=2.0,
+                             max_action=1.0, wandb_mode="disabled")
+    torch.manual_seed(0)
+    batch_size, k = 256, 3
+    batch = {
+        "states": torch.randn(batch_size, k + 1, 2),
+        "actions": torch.zeros(batch_size, k + 1, 2),
+        "returns_to_go": torch.zeros(batch_size, k + 1),
+        "timesteps": torch.zeros(batch_size, k + 1, dtype=torch.long),
+        "rewards": torch.rand(batch_size, k),
+        "done": torch.rand(batch_size, k) < 0.3,
+    }
+    critic = RecordingCritic()
+    target = td3.critic_target(ConstantActor(0.8), critic, batch, config)
+    # huge noise is clipped to +-0.5, then the action to [-1, 1]: 0.3 or 1.0, both seen
+    low, high = torch.isclose(critic.actions, torch.tensor(0.3)), critic.actions == 1.0
+    assert (low | high).all() and low.any() and high.any()
+    q1 = 2.0 + batch["states"][:, 1:].sum(-1)
+    q2 = 1.0 + critic.actions.sum(-1)
+    expected = 2.0 * batch["rewards"] + 0.9 * (~batch["done"]) * torch.minimum(q1, q2)
+    torch.testing.assert_close(target, expected)
+    assert (q1 < q2).any() and (q2 < q1).any()  # both branches of the min were exercised
+
+
+def test_polyak_update_moves_targets_by_tau():
+    source, target = nn.Linear(3, 2), nn.Linear(3, 2)
+    before = [p.clone() for p in target.parameters()]
+    td3.soft_update(target, source, 0.25)
+    for old, new, src in zip(before, target.parameters(), source.parameters()):
+        torch.testing.assert_close(new, 0.75 * old + 0.25 * src)
+
+
+def small_td3_setup(hopper_random, tmp_path):
+    config = tiny_config(td3, hopper_random, tmp_path / "unused")
+    dataset = td3.load_dataset(config.dataset)
+    mean, std = td3.state_stats(dataset.observations)
+    buffer = td3.TrajectoryBuffer(config.buffer_size, mean, std, config.seq_len, config.reward_scale, torch.device("cpu"))
+    buffer.initialise(td3.dataset_trajectories(dataset))
+    torch.manual_seed(0)
+    actor = td3.DeterministicDT(11, 3, config)
+    critic = td3.TwinCritic(11, 3, config.critic_hidden_dim, config.critic_layer_norm)
+    return config, buffer, actor, critic
+
+
+def test_delayed_actor_updates_and_targets_only_move_with_the_actor(hopper_random, tmp_path):
+    import copy
+
+    config, buffer, actor, critic = small_td3_setup(hopper_random, tmp_path)
+    target_actor, target_critic = copy.deepcopy(actor).eval(), copy.deepcopy(critic)
+    actor_optimizer = td3.Lamb(actor.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(actor_optimizer, lambda steps: 1.0)
+    critic_optimizer = torch.optim.AdamW(critic.parameters(), lr=1e-3)
+    snapshot = lambda module: [p.detach().clone() for p in module.parameters()]  # noqa: E731
+    changed = lambda old, module: any(not torch.equal(a, b) for a, b in zip(old, module.parameters()))  # noqa: E731
+    actor_updates = 0
+    for step in range(6):
+        update_actor = (step + 1) % config.policy_freq == 0
+        before = [snapshot(m) for m in (actor, critic, target_actor, target_critic)]
+        metrics = td3.train_step(actor, critic, target_actor, target_critic, actor_optimizer, scheduler,
+                                 critic_optimizer, buffer.sample(16), 0.1, update_actor, config)
+        assert changed(before[1], critic)
+        assert [changed(before[0], actor), changed(before[2], target_actor), changed(before[3], target_critic)] == [update_actor] * 3
+        assert ("actor_rl_loss" in metrics) == update_actor
+        actor_updates += update_actor
+    assert actor_updates == 3 and scheduler.last_epoch == 3
+
+
+def test_actor_loss_is_the_supervised_loss_at_alpha_zero_and_td3_at_supervised_zero(hopper_random, tmp_path):
+    config, buffer, actor, critic = small_td3_setup(hopper_random, tmp_path)
+    actor.eval()
+    batch = buffer.sample(32)
+    k = config.seq_len
+    predicted = actor(batch["states"][:, :k], batch["actions"][:, :k], batch["returns_to_go"][:, :k], batch["timesteps"][:, :k])
+    mask = batch["mask"].float()
+    supervised = (((predicted - batch["actions"][:, :k]) ** 2).mean(-1) * mask).sum() / mask.sum()
+    minus_q = (-critic.first(batch["states"][:, :k], predicted) * mask).sum() / mask.sum()
+
+    def loss_and_grads(alpha, supervised_coef):
+        actor.zero_grad()
+        config.supervised_coef = supervised_coef
+        loss, _ = td3.actor_loss(actor, critic, batch, alpha, config)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in actor.parameters()]
+
+    loss, grads = loss_and_grads(0.0, 1.0)
+    torch.testing.assert_close(loss, supervised.detach())
+    actor.zero_grad()
+    supervised.backward(retain_graph=True)
+    for grad, expected in zip(grads, (p.grad for p in actor.parameters())):
+        torch.testing.assert_close(grad, expected)
+    loss, _ = loss_and_grads(0.1, 0.0)
+    torch.testing.assert_close(loss, 0.1 * minus_q.detach())
+    loss, _ = loss_and_grads(0.1, 1.0)
+    torch.testing.assert_close(loss, (supervised + 0.1 * minus_q).detach())
+
+
+# ------------------------------------------------------------------------------------------------
+# Trajectory buffer
+
+
+def test_buffer_keeps_the_top_k_offline_trajectories_and_replaces_fifo_lowest_first():
+    buffer = make_buffer(capacity=3)
+    offline = [trajectory([value] * 4, mark=value) for value in (5.0, 1.0, 9.0, 3.0, 7.0)]
+    buffer.initialise(offline)
+    returns = lambda: [float(t["rewards"].sum()) for t in buffer.trajectories]  # noqa: E731
+    assert returns() == [20.0, 28.0, 36.0]  # top 3 of 5, lowest return first
+    buffer.add([trajectory([0.0] * 2, mark=-1.0)])
+    assert returns() == [28.0, 36.0, 0.0]  # the lowest-return offline trajectory went first
+    buffer.add([trajectory([0.5] * 2, mark=-2.0), trajectory([0.25] * 2, mark=-3.0)])
+    assert returns() == [0.0, 1.0, 0.5]
+    buffer.add([trajectory([0.125] * 2, mark=-4.0)])
+    assert returns() == [1.0, 0.5, 0.25]  # then the oldest online trajectory, whatever its return
+    # the device copy follows: only the kept trajectories' states are ever sampled
+    marks = set(buffer.sample(500)["states"][:, 0, 0].tolist())
+    assert marks == {-2.0, -3.0, -4.0}
+    assert len(buffer) == 3 and buffer.transitions == 6
+
+
+def test_return_to_go_labels_are_recomputed_from_received_rewards():
+    buffer = make_buffer(capacity=10, seq_len=2, reward_scale=0.5)
+    rewards = np.array([1.0, 2.0, 3.0, 4.0], np.float32)
+    online = trajectory(rewards, terminated=False, final=True)
+    online["observations"][:, 0] = np.arange(4)  # the state names its step
+    buffer.initialise([online])
+    batch = buffer.sample(400)
+    suffix = {0: 10.0, 1: 9.0, 2: 7.0, 3: 4.0, 4: 0.0}
+    for row in range(400):
+        for position in range(3):
+            step = int(batch["timesteps"][row, position])
+            assert batch["returns_to_go"][row, position].item() == pytest.approx(0.5 * suffix[step])
+    assert set(batch["timesteps"][:, 0].tolist()) == {0, 1, 2, 3}
+
+
+def test_rollouts_store_real_rewards_not_the_conditioning_return(hopper_random):
+    config = tiny_config(odt, hopper_random, "unused", "--reward_bias", "-1", "--episode_len", "30")
+    envs = gym.vector.SyncVectorEnv([lambda: gym.make("Hopper-v5", max_episode_steps=30)])
+    seen = []
+
+    def act(states, actions, returns_to_go, timesteps):
+        seen.append(returns_to_go[0, -1].item())
+        return torch.zeros(1, 3)
+
+    (episode,) = odt.run_episodes(act, envs, 5000.0, config, np.zeros(11), np.ones(11), torch.device("cpu"), seed=1)
+    env_rewards = episode["rewards"] - config.reward_bias
+    assert episode["return"] == pytest.approx(env_rewards.sum())  # reported returns use the env's reward
+    # the conditioning return drops by each stored (biased, scaled) reward
+    np.testing.assert_allclose(np.diff(seen), -episode["rewards"][:-1] * config.reward_scale, atol=2e-6)
+    buffer = make_buffer(capacity=5, seq_len=config.seq_len, reward_scale=config.reward_scale, obs_dim=11)
+    buffer.initialise([episode])
+    batch = buffer.sample(64)
+    first = batch["timesteps"][:, 0] == 0
+    if first.any():
+        assert batch["returns_to_go"][first, 0][0].item() == pytest.approx(episode["rewards"].sum() * config.reward_scale, rel=1e-4)
+    assert batch["returns_to_go"].max().item() < 5000.0 * config.reward_scale / 2
+
+
+def test_truncated_and_terminated_ends_are_kept_apart(hopper_random):
+    config = tiny_config(odt, hopper_random, "unused", "--episode_len", "30")
+    envs = gym.vector.SyncVectorEnv([lambda: gym.make("Hopper-v5", max_episode_steps=5)])
+    act = lambda *context: torch.zeros(1, 3)  # noqa: E731  (standing still survives 5 steps)
+    (truncated,) = odt.run_episodes(act, envs, 1.0, config, np.zeros(11), np.ones(11), torch.device("cpu"), seed=0)
+    assert truncated["length"] == 5 and truncated["truncated"]
+    assert not truncated["terminated"] and truncated["final_observation"] is not None
+    config.truncation_as_terminal = True  # the official code's behaviour
+    (official,) = odt.run_episodes(act, envs, 1.0, config, np.zeros(11), np.ones(11), torch.device("cpu"), seed=0)
+    assert official["terminated"] and official["final_observation"] is None
+    # in the buffer: a truncated end bootstraps from its final observation, a true end does not
+    # bootstrap, and an offline time-limit end (next state unknown) is left out of the critic loss
+    buffer = make_buffer(capacity=5, seq_len=2, obs_dim=11)
+    buffer.initialise([truncated])
+    assert_last_step(buffer, critic_mask=True, done=False)
+    buffer.initialise([official])
+    assert_last_step(buffer, critic_mask=True, done=True)
+    buffer.initialise([odt.make_trajectory(truncated["observations"], truncated["actions"], truncated["rewards"], False)])
+    assert_last_step(buffer, critic_mask=False, done=False)
+
+
+def assert_last_step(buffer, critic_mask, done):
+    batch = buffer.sample(200)
+    last = (batch["timesteps"][:, :-1] == 4) & batch["mask"]
+    assert last.any()
+    assert batch["critic_mask"][last].unique().tolist() == [critic_mask]
+    assert batch["done"][last].unique().tolist() == [done]
+    earlier = (batch["timesteps"][:, :-1] < 4) & batch["mask"]
+    assert batch["critic_mask"][earlier].all() and not batch["done"][earlier].any()
+    if critic_mask and not done:
+        next_state = batch["states"][:, 1:][last]
+        expected = (buffer.trajectories[0]["final_observation"] - buffer.state_mean) / buffer.state_std
+        torch.testing.assert_close(next_state, torch.as_tensor(expected, dtype=torch.float32).expand_as(next_state))
+
+
+def test_rollouts_stop_once_both_minimums_are_met(hopper_random):
+    assert not odt.rollout_finished(0, 0, 1, 0)
+    assert odt.rollout_finished(1, 3, 1, 0)
+    assert not odt.rollout_finished(5, 999, 1, 1000)
+    assert not odt.rollout_finished(0, 2000, 1, 1000)
+    assert odt.rollout_finished(2, 1000, 1, 1000)
+    config = tiny_config(odt, hopper_random, "unused", "--online_transitions", "60", "--episode_len", "25")
+    envs = gym.vector.SyncVectorEnv([lambda: gym.make("Hopper-v5", max_episode_steps=25)])
+    act = lambda *context: torch.zeros(1, 3)  # noqa: E731
+    episodes = odt.collect_online(act, envs, config, np.zeros(11), np.ones(11), torch.device("cpu"))
+    lengths = [t["length"] for t in episodes]
+    assert sum(lengths) >= 60 and sum(lengths[:-1]) < 60  # stopped at the first episode end past 60
+
+
+# ------------------------------------------------------------------------------------------------
+# ODT: likelihood, entropy, temperature
+
+
+def test_tanh_gaussian_log_prob_matches_torch_distributions():
+    torch.manual_seed(0)
+    mean, log_std = torch.randn(5, 3), torch.rand(5, 3) - 1.0
+    pre_tanh = torch.randn(5, 3) * 3
+    base = torch.distributions.Normal(mean, log_std.exp())
+    squashed = torch.distributions.TransformedDistribution(base, [torch.distributions.TanhTransform()])
+    expected = squashed.log_prob(torch.tanh(pre_tanh)).sum(-1)
+    torch.testing.assert_close(odt.tanh_gaussian_log_prob(pre_tanh, mean, log_std), expected, rtol=1e-4, atol=1e-3)
+    # dataset actions of exactly +-1 stay finite
+    assert torch.isfinite(odt.action_log_likelihood(mean, log_std, torch.ones(5, 3), 1.0)).all()
+
+
+def test_temperature_moves_the_entropy_toward_its_target(hopper_random, tmp_path):
+    config = tiny_config(odt, hopper_random, tmp_path / "unused", "--learning_rate", "0.001",
+                         "--temperature_learning_rate", "0.05", "--init_temperature", "1.0")
+    dataset = odt.load_dataset(config.dataset)
+    mean, std = odt.state_stats(dataset.observations)
+    buffer = odt.TrajectoryBuffer(50, mean, std, config.seq_len, config.reward_scale, torch.device("cpu"))
+    buffer.initialise(odt.dataset_trajectories(dataset))
+    outcome = {}
+    for target in (-20.0, 5.0):
+        torch.manual_seed(0)
+        model, temperature = odt.StochasticDT(11, 3, config), odt.Temperature(config.init_temperature)
+        optimizer = odt.Lamb(model.parameters(), lr=config.learning_rate)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda steps: 1.0)
+        temperature_optimizer = torch.optim.Adam(temperature.parameters(), lr=config.temperature_learning_rate)
+        history = [odt.train_step(model, temperature, optimizer, scheduler, temperature_optimizer, buffer.sample(32),
+                                  target, config) for _ in range(80)]
+        entropies = [float(h["entropy"]) for h in history]
+        outcome[target] = (float(history[-1]["temperature"]), np.mean(entropies[:10]), np.mean(entropies[-10:]))
+    low, high = outcome[-20.0], outcome[5.0]
+    assert low[0] < 1.0 < high[0]  # entropy above a low target lowers lambda, below a high target raises it
+    assert high[2] > low[2]  # and the policy's entropy follows
+    assert low[1] > -20.0 and high[1] < 5.0  # the targets were on opposite sides at the start
+
+
+def test_temperature_loss_gradient_sign():
+    temperature = odt.Temperature(0.1)
+    odt.temperature_loss(temperature, torch.tensor(2.0), -3.0).backward()
+    assert temperature.log_value.grad.item() > 0  # a descent step lowers lambda: entropy is above target
+    temperature.zero_grad()
+    odt.temperature_loss(temperature, torch.tensor(-5.0), -3.0).backward()
+    assert temperature.log_value.grad.item() < 0
+
+
+# ------------------------------------------------------------------------------------------------
+# LAMB
+
+
+def test_lamb_step_is_the_trust_ratio_scaled_adam_direction():
+    torch.manual_seed(0)
+    weight = nn.Parameter(torch.randn(4, 3))
+    start = weight.detach().clone()
+    optimizer = odt.Lamb([weight], lr=0.1, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+    weight.grad = torch.randn(4, 3)
+    optimizer.step()
+    update = (0.1 * weight.grad) / ((0.001 * weight.grad ** 2).sqrt() + 1e-8) + 0.01 * start
+    expected = start - 0.1 * start.norm().clamp(max=10.0) / update.norm() * update
+    torch.testing.assert_close(weight.detach(), expected)
+
+
+# ------------------------------------------------------------------------------------------------
+# Whole runs
+
+
+@pytest.mark.parametrize("script", [odt, td3], ids=["odt", "odt_td3"])
+def test_pretrain_then_online_iterations_and_exact_resume_from_the_online_phase(script, hopper_random, tmp_path):
+    schedule = ["--pretrain_steps", "20", "--updates_per_iteration", "10", "--eval_every", "20"]
+    straight = script.train(tiny_config(script, hopper_random, tmp_path / "a", *schedule, "--online_iterations", "3",
+                                        "--checkpoint_every", "50"))
+    assert straight["online_iterations"] == 3 and straight["update_steps"] == 50
+    assert straight["env_steps"] >= 3 * 40
+    assert "pretrained/return_mean" in straight and "eval/normalized_score_mean" in straight
+    rows = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    keys = set().union(*rows)
+    common = {"actor_loss", "rollout/return_mean", "rollout/normalized_score_mean", "env_steps", "updates_per_second",
+              "eval/return_mean", "eval/normalized_score_mean", "learning_rate", "rollout_env_steps_per_second"}
+    specific = {"entropy", "temperature", "actor_log_likelihood"} if script is odt else {
+        "actor_supervised_loss", "actor_rl_loss", "critic_loss", "q_mean", "alpha"}
+    assert common | specific <= keys
+    assert [row["step"] for row in rows if "rollout/return_mean" in row] == [20, 30, 40]
+    if script is td3:
+        assert straight["actor_updates"] == 25
+        assert [row["alpha"] for row in rows if "alpha" in row] == [0.0, 0.0, 0.1, 0.1, 0.1]
+
+    # stop after the first online iteration (checkpoint in the online phase), then resume to the end
+    script.train(tiny_config(script, hopper_random, tmp_path / "b", *schedule, "--online_iterations", "1",
+                             "--checkpoint_every", "50"))
+    checkpoint = torch.load(sorted((tmp_path / "b" / "checkpoints").iterdir())[-1], weights_only=False)
+    assert checkpoint["step"] == 30 and checkpoint["progress"]["iterations"] == 1
+    assert sum("return" in t for t in checkpoint["buffer"]["trajectories"]) >= 1  # online trajectories saved
+    resumed = script.train(script.parse_config(script.TrainConfig, ["--resume", str(tmp_path / "b"),
+                                                                    "--online_iterations", "3"]))
+    assert resumed["env_steps"] == straight["env_steps"]
+    assert resumed["eval/return_mean"] == pytest.approx(straight["eval/return_mean"])
+    losses = lambda run: [row["actor_loss"] for row in  # noqa: E731
+                          map(json.loads, (tmp_path / run / "metrics.jsonl").read_text().splitlines()) if "actor_loss" in row]
+    np.testing.assert_allclose(losses("b"), losses("a"), rtol=1e-4)
+
+
+def test_episodes_longer_than_the_timestep_table_are_rejected(hopper_random, tmp_path):
+    config = tiny_config(td3, hopper_random, tmp_path / "run", "--episode_len", "3")
+    with pytest.raises(td3.UserError, match="raise --episode_len"):
+        td3.train(config)
+    assert not (tmp_path / "run").exists()
+
+
+def test_sigterm_in_the_online_phase_checkpoints_and_the_run_resumes(hopper_random, tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["algorithms/finetune/odt_td3.py", *TINY, "--critic_hidden_dim", "32", "--dataset", str(hopper_random),
+            "--run_dir", str(run_dir), "--pretrain_steps", "20", "--updates_per_iteration", "10",
+            "--online_iterations", "100000", "--eval_every", "100000", "--checkpoint_every", "100000"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env)
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("rollout/return_mean") >= 2):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    newest = sorted((run_dir / "checkpoints").iterdir())[-1]  # the other is the end-of-pretraining one
+    checkpoint = torch.load(newest, weights_only=False)
+    iterations = checkpoint["progress"]["iterations"]
+    assert iterations >= 2 and checkpoint["step"] > 20
+    assert sum("return" in t for t in checkpoint["buffer"]["trajectories"]) >= iterations  # online data kept
+    result = run_cli("algorithms/finetune/odt_td3.py", "--resume", str(run_dir), "--online_iterations", str(iterations + 1))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["online_iterations"] == iterations + 1
+    assert summary["env_steps"] > checkpoint["progress"]["env_steps"]
