@@ -191,7 +191,7 @@ def bench_online_dt(name: str, data_path: Path, device: torch.device, seconds: f
         step = lambda batch: script.train_step(actor, temperature, optimizer, scheduler, temperature_optimizer,  # noqa: E731
                                                batch, -float(action_dim), config)
     else:
-        actor = script.DeterministicDT(state_dim, action_dim, config).to(device)
+        actor = script.DecisionTransformer(state_dim, action_dim, config).to(device)
         critic = script.TwinCritic(state_dim, action_dim, config.critic_hidden_dim, config.critic_layer_norm).to(device)
         target_actor, target_critic = copy.deepcopy(actor).eval(), copy.deepcopy(critic)
         optimizer = script.Lamb(actor.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)

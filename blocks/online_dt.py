@@ -1,8 +1,8 @@
 """Shared block: what the Online Decision Transformer and ODT+TD3 have in common.
 
-The GPT-style trunk (heads live in each script), the trajectory replay buffer (top-K offline
-trajectories, FIFO replacement, hindsight return-to-go labels, windows gathered on the device),
-and the episode runner used for both online rollouts and evaluation.
+The trajectory replay buffer (top-K offline trajectories, FIFO replacement, hindsight
+return-to-go labels, windows gathered on the device) and the episode runner used for both online
+rollouts and evaluation. The DT trunk itself is blocks/decision_transformer.py.
 Canonical source; see blocks/runtime.py for how blocks are copied into scripts.
 """
 import collections
@@ -11,93 +11,11 @@ from typing import Any, Callable, Dict, List, Optional
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 from blocks.datasets import Dataset, episode_bounds
 from blocks.envs import EnvSpec, step_success
 
 # === block ===
-class CausalBlock(nn.Module):
-    """Pre-norm causal self-attention block (GPT-2 layout). Right padding needs no key mask: causal
-    attention never lets a real step see the padding after it."""
-
-    def __init__(self, width: int, num_heads: int, attention_dropout: float, residual_dropout: float, activation: str):
-        super().__init__()
-        self.num_heads = num_heads
-        self.attention_dropout = attention_dropout
-        self.norm1 = nn.LayerNorm(width)
-        self.norm2 = nn.LayerNorm(width)
-        self.qkv = nn.Linear(width, 3 * width)
-        self.projection = nn.Linear(width, width)
-        self.residual_dropout = nn.Dropout(residual_dropout)
-        self.mlp = nn.Sequential(
-            nn.Linear(width, 4 * width),
-            nn.ReLU() if activation == "relu" else nn.GELU(),
-            nn.Linear(4 * width, width),
-            nn.Dropout(residual_dropout),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, length, width = x.shape
-        qkv = self.qkv(self.norm1(x)).view(batch, length, 3, self.num_heads, width // self.num_heads)
-        query, key, value = qkv.permute(2, 0, 3, 1, 4)
-        attention = F.scaled_dot_product_attention(
-            query, key, value, is_causal=True, dropout_p=self.attention_dropout if self.training else 0.0
-        )
-        attention = attention.transpose(1, 2).reshape(batch, length, width)
-        x = x + self.residual_dropout(self.projection(attention))
-        return x + self.mlp(self.norm2(x))
-
-
-class DecisionTrunk(nn.Module):
-    """(return-to-go, state, action) tokens per step -> the hidden state of every state token.
-
-    Unlike the official ODT code, the timestep embedding it defines is actually used.
-    """
-
-    def __init__(self, state_dim: int, action_dim: int, config: Any):
-        super().__init__()
-        width = config.embedding_dim
-        self.width = width
-        self.timestep_embedding = nn.Embedding(config.episode_len + config.seq_len + 1, width)
-        self.state_embedding = nn.Linear(state_dim, width)
-        self.action_embedding = nn.Linear(action_dim, width)
-        self.return_embedding = nn.Linear(1, width)
-        self.embedding_norm = nn.LayerNorm(width)
-        self.embedding_dropout = nn.Dropout(config.embedding_dropout)
-        self.blocks = nn.ModuleList(
-            CausalBlock(width, config.num_heads, config.attention_dropout, config.residual_dropout, config.activation)
-            for _ in range(config.num_layers)
-        )
-        self.output_norm = nn.LayerNorm(width)
-
-    @staticmethod
-    def init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
-
-    def forward(
-        self, states: torch.Tensor, actions: torch.Tensor, returns_to_go: torch.Tensor, timesteps: torch.Tensor
-    ) -> torch.Tensor:
-        batch, length = states.shape[:2]
-        time_embedding = self.timestep_embedding(timesteps)
-        tokens = torch.stack(
-            (
-                self.return_embedding(returns_to_go.unsqueeze(-1)) + time_embedding,
-                self.state_embedding(states) + time_embedding,
-                self.action_embedding(actions) + time_embedding,
-            ),
-            dim=2,
-        ).reshape(batch, 3 * length, self.width)
-        hidden = self.embedding_dropout(self.embedding_norm(tokens))
-        for block in self.blocks:
-            hidden = block(hidden)
-        return self.output_norm(hidden)[:, 1::3]
-
-
 def make_trajectory(
     observations: np.ndarray,
     actions: np.ndarray,

@@ -5,6 +5,8 @@ line into each script that embeds it; the imports above that line must also be i
 the script (the sync tool checks).
 """
 import dataclasses
+import functools
+import inspect
 import json
 import os
 import random
@@ -55,11 +57,17 @@ def parse_config(config_class: Type[ConfigT], args: Optional[List[str]] = None) 
         path = args[position + 1] if position + 1 < len(args) else ""
         if not os.path.isfile(path):
             raise UserError(f"config file not found: '{path}'")
+    # pyrallis re-reads and re-parses the whole script's source for every field's help text
+    # (seconds for a long script): read it once per parse.
+    original_getsource = inspect.getsource
+    inspect.getsource = functools.lru_cache(maxsize=None)(original_getsource)
     try:
         return pyrallis.parse(config_class=config_class, config_path=config_path, args=args)
     except Exception as error:  # pyrallis raises bare Exceptions for YAML keys and values
         valid = ", ".join(field.name for field in dataclasses.fields(config_class))
         raise UserError(f"invalid config: {error}. Valid keys of {config_class.__name__}: {valid}") from None
+    finally:
+        inspect.getsource = original_getsource
 
 
 def set_seed(seed: int, deterministic_torch: bool = False) -> None:

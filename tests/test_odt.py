@@ -24,16 +24,6 @@ TINY = [
 ]
 
 
-pytestmark = pytest.mark.usefixtures("cached_source_lookup")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread is fastest, and on a shared 2-core machine two threads can be 100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_config(script, dataset, run_dir, *extra):
@@ -116,7 +106,7 @@ def small_td3_setup(hopper_random, tmp_path):
     buffer = td3.TrajectoryBuffer(config.buffer_size, mean, std, config.seq_len, config.reward_scale, torch.device("cpu"))
     buffer.initialise(td3.dataset_trajectories(dataset))
     torch.manual_seed(0)
-    actor = td3.DeterministicDT(11, 3, config)
+    actor = td3.DecisionTransformer(11, 3, config)
     critic = td3.TwinCritic(11, 3, config.critic_hidden_dim, config.critic_layer_norm)
     return config, buffer, actor, critic
 

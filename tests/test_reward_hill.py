@@ -2,7 +2,6 @@
 import json
 
 import numpy as np
-import pytest
 import torch
 
 from conftest import load_script, run_cli
@@ -10,14 +9,6 @@ from conftest import load_script, run_cli
 hill = load_script("benchmarks/reward_hill.py")
 SEEDS = range(5)  # the script's default seeds, 0..4
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """As the script does: tiny MLPs are fastest on one thread, and far slower on a busy shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_reward_is_a_hill_with_its_peak_at_zero():

@@ -23,7 +23,6 @@ from typing import Optional
 import gymnasium as gym
 import h5py
 import numpy as np
-import pyrallis
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for blocks/

@@ -15,6 +15,8 @@ official behaviour).
 """
 import collections
 import dataclasses
+import functools
+import inspect
 import json
 import math
 import os
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Type, TypeVar
 
 import gymnasium as gym
+import gymnasium_robotics
 import h5py
 import numpy as np
 import pyrallis
@@ -157,11 +160,17 @@ def parse_config(config_class: Type[ConfigT], args: Optional[List[str]] = None) 
         path = args[position + 1] if position + 1 < len(args) else ""
         if not os.path.isfile(path):
             raise UserError(f"config file not found: '{path}'")
+    # pyrallis re-reads and re-parses the whole script's source for every field's help text
+    # (seconds for a long script): read it once per parse.
+    original_getsource = inspect.getsource
+    inspect.getsource = functools.lru_cache(maxsize=None)(original_getsource)
     try:
         return pyrallis.parse(config_class=config_class, config_path=config_path, args=args)
     except Exception as error:  # pyrallis raises bare Exceptions for YAML keys and values
         valid = ", ".join(field.name for field in dataclasses.fields(config_class))
         raise UserError(f"invalid config: {error}. Valid keys of {config_class.__name__}: {valid}") from None
+    finally:
+        inspect.getsource = original_getsource
 
 
 def set_seed(seed: int, deterministic_torch: bool = False) -> None:
@@ -190,7 +199,8 @@ def prepare_run_dir(config: Any, algorithm: str) -> Path:
     if config.run_dir:
         run_dir = Path(config.run_dir)
     else:
-        dataset_tag = Path(config.dataset).stem.replace("minari:", "").replace("/", "_")
+        name = config.dataset
+        dataset_tag = Path(name).stem if name.endswith((".hdf5", ".h5")) else name.replace(":", "_").replace("/", "_")
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = Path("runs") / algorithm / dataset_tag / f"seed{config.train_seed}-{stamp}"
     if run_dir.exists() and any(run_dir.iterdir()):
@@ -302,6 +312,8 @@ class StopRequest:
 
 
 # === shared block: envs (edit blocks/envs.py, then run tools/sync_blocks.py) ===
+gym.register_envs(gymnasium_robotics)  # AntMaze, PointMaze, Adroit and Kitchen envs
+
 D4RL_URL_ROOT = "http://rail.eecs.berkeley.edu/datasets/offline_rl/"
 # Every D4RL dataset name of the supported domains -> its file below D4RL_URL_ROOT.
 D4RL_FILES = {
@@ -442,17 +454,39 @@ D4RL_REF_SCORES = {
     "maze2d-large": (6.7, 273.99),
     "maze2d-large-dense": (30.569041, 303.4857382709002),
 }
-# D4RL domain -> (Gymnasium env id, kwargs, episode steps, how it differs from the env D4RL recorded).
-D4RL_GYMNASIUM_ENVS: Dict[str, Tuple[str, Dict[str, Any], int, str]] = {
-    "hopper": ("Hopper-v5", {}, 1000, "D4RL recorded Hopper-v3 under mujoco-py; same 11-dim observation"),
-    "halfcheetah": ("HalfCheetah-v5", {}, 1000, "D4RL recorded HalfCheetah-v3 under mujoco-py; same 17-dim observation"),
-    "walker2d": ("Walker2d-v5", {}, 1000, "D4RL recorded Walker2d-v3 under mujoco-py; same 17-dim observation"),
+# D4RL locomotion domain -> (Gymnasium env id, kwargs, how it differs from the env D4RL recorded).
+D4RL_LOCOMOTION_ENVS: Dict[str, Tuple[str, Dict[str, Any], str]] = {
+    "hopper": ("Hopper-v5", {}, "D4RL recorded Hopper-v3 under mujoco-py; same 11-dim observation"),
+    "halfcheetah": ("HalfCheetah-v5", {}, "D4RL recorded HalfCheetah-v3 under mujoco-py; same 17-dim observation"),
+    "walker2d": ("Walker2d-v5", {}, "D4RL recorded Walker2d-v3 under mujoco-py; same 17-dim observation"),
     "ant": (
-        "Ant-v4", {"use_contact_forces": True}, 1000,
+        "Ant-v4", {"use_contact_forces": True},
         "Ant-v4 with contact forces has D4RL's 111-dim layout; mujoco-py 2.x reported all-zero contact "
         "forces, so the last 84 dims of D4RL ant data are zeros while the modern env fills them",
     ),
 }
+# Maze layouts as D4RL's evaluation envs use them (rows as in D4RL's source; "r" reset, "g" goal).
+D4RL_ANTMAZE_MAPS = {
+    "umaze": ["11111", "1r001", "11101", "1g001", "11111"],
+    "medium": ["11111111", "1r011001", "10010001", "11000111", "10010001", "10100101", "100010g1", "11111111"],
+    "large": ["111111111111", "1r0001000001", "101101010101", "100000010001", "101111011101",
+              "100101000001", "110101010111", "100100010g01", "111111111111"],
+}
+D4RL_MAZE2D_MAPS = {
+    "open": ["1111111", "1000001", "100g001", "1000001", "1111111"],
+    "umaze": ["11111", "1g001", "11101", "10001", "11111"],
+    "medium": ["11111111", "10011001", "10010001", "11000111", "10010001", "10100101", "100010g1", "11111111"],
+    "large": ["111111111111", "100001000001", "101101010101", "100000010001", "101111011101",
+              "100101000001", "110101010111", "100100010g01", "111111111111"],
+}
+D4RL_MAZE2D_STEPS = {"open": 150, "umaze": 300, "medium": 600, "large": 800}
+D4RL_KITCHEN_TASKS = {
+    "complete": ["microwave", "kettle", "light switch", "slide cabinet"],
+    "partial": ["microwave", "kettle", "light switch", "slide cabinet"],
+    "mixed": ["microwave", "kettle", "bottom burner", "light switch"],
+}
+ADROIT_DOMAINS = ("pen", "door", "hammer", "relocate")
+D4RL_DOMAINS = (*D4RL_LOCOMOTION_ENVS, *ADROIT_DOMAINS, "antmaze", "maze2d", "kitchen")
 
 
 @dataclass(frozen=True)
@@ -466,9 +500,11 @@ class EnvSpec:
     ref_max_score: Optional[float] = None
     note: str = ""
     reports_success: bool = False  # goal-reaching envs put a 0/1 `success` in the step info
+    adapter: str = ""  # a key of ENV_ADAPTERS: makes the modern env speak D4RL's observation layout
 
     def make(self) -> gym.Env:
-        return gym.make(self.env_id, max_episode_steps=self.max_episode_steps, **self.kwargs)
+        env = gym.make(self.env_id, max_episode_steps=self.max_episode_steps, **self.kwargs)
+        return ENV_ADAPTERS[self.adapter](env) if self.adapter else env
 
     def make_vector(self, num_envs: int) -> gym.vector.VectorEnv:
         # Sync, not async: on few cores batching the policy across envs is where time is saved.
@@ -486,16 +522,132 @@ def d4rl_ref_scores(name: str) -> Tuple[float, float]:
     return D4RL_REF_SCORES[family]
 
 
+def _maze_map(rows: List[str], flip: bool) -> List[List[Any]]:
+    cells = {"0": 0, "1": 1, "r": "r", "g": "g"}
+    grid = [[cells[cell] for cell in row] for row in rows]
+    return grid[::-1] if flip else grid
+
+
 def d4rl_env_spec(name: str) -> EnvSpec:
-    domain = name.split("-")[0]
-    if domain not in D4RL_GYMNASIUM_ENVS:
-        raise UserError(
-            f"D4RL dataset '{name}' has no Gymnasium environment mapping yet; "
-            f"mapped domains: {', '.join(sorted(D4RL_GYMNASIUM_ENVS))}"
-        )
-    env_id, kwargs, steps, note = D4RL_GYMNASIUM_ENVS[domain]
+    """The Gymnasium env that evaluates a D4RL dataset, with D4RL's reference scores."""
+    parts = re.sub(r"-v\d+$", "", name).split("-")
+    domain = parts[0]
     ref_min, ref_max = d4rl_ref_scores(name)
-    return EnvSpec(env_id, dict(kwargs), steps, ref_min, ref_max, note)
+    if domain in D4RL_LOCOMOTION_ENVS:
+        env_id, kwargs, note = D4RL_LOCOMOTION_ENVS[domain]
+        return EnvSpec(env_id, dict(kwargs), 1000, ref_min, ref_max, note)
+    if domain in ADROIT_DOMAINS:
+        note = "AdroitHand*-v1 of gymnasium-robotics; same observations as D4RL's -v0 hand envs"
+        if domain != "pen":
+            note += "; its dense reward for door/hammer/relocate changed in gymnasium-robotics 1.2.1"
+        return EnvSpec(f"AdroitHand{domain.capitalize()}-v1", {}, 100 if domain == "pen" else 200,
+                       ref_min, ref_max, note, reports_success=True)
+    if domain == "antmaze":
+        maze = parts[1]
+        return EnvSpec(
+            f"AntMaze_{'UMaze' if maze == 'umaze' else maze.capitalize()}-v4",
+            {"maze_map": _maze_map(D4RL_ANTMAZE_MAPS[maze], flip=True), "continuing_task": True,
+             "reset_target": False},
+            700 if maze == "umaze" else 1000, ref_min, ref_max,
+            "gymnasium-robotics AntMaze-v4 laid out as D4RL's evaluation maze, observation in D4RL's frame "
+            "(start cell at the origin), D4RL's 0.5 goal radius; the ant model is Gymnasium's and the goal "
+            "sits at the goal cell's centre (D4RL: up to 1.5 off it)",
+            reports_success=True, adapter="d4rl_antmaze",
+        )
+    if domain == "maze2d":
+        maze = parts[1]
+        kwargs = {"maze_map": _maze_map(D4RL_MAZE2D_MAPS[maze], flip=False), "continuing_task": True,
+                  "reset_target": False, "reward_type": "dense" if "dense" in parts else "sparse"}
+        return EnvSpec(
+            f"PointMaze_{'UMaze' if maze == 'umaze' else maze.capitalize()}-v3", kwargs, D4RL_MAZE2D_STEPS[maze],
+            ref_min, ref_max,
+            "gymnasium-robotics PointMaze-v3; observations, actions, target and reward in D4RL's maze2d frame; "
+            "start cells and start noise are Gymnasium's",
+            reports_success=True, adapter="d4rl_maze2d",
+        )
+    if domain == "kitchen":
+        return EnvSpec(
+            "FrankaKitchen-v1", {"tasks_to_complete": D4RL_KITCHEN_TASKS[parts[1]]}, 280, ref_min, ref_max,
+            "gymnasium-robotics FrankaKitchen-v1 (needs mujoco < 3.12); observation rebuilt in D4RL's 60-dim "
+            "layout (robot qpos, object qpos, goal)",
+            adapter="d4rl_kitchen",
+        )
+    raise UserError(f"D4RL dataset '{name}' has no Gymnasium mapping; mapped domains: {', '.join(D4RL_DOMAINS)}")
+
+
+class D4RLAntMaze(gym.Wrapper):
+    """D4RL's antmaze observation [x, y, rest of qpos, qvel], with the start cell at the origin, and
+    its sparse task: reward and success 1 within 0.5 of the goal."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        env.unwrapped.position_noise_range = 0.025  # start and goal within 0.1 of their cell centres (D4RL: 0.1)
+        maze = env.unwrapped.maze
+        start = next((i, j) for i, row in enumerate(maze.maze_map) for j, cell in enumerate(row) if cell == "r")
+        self.origin = maze.cell_rowcol_to_xy(np.array(start))
+        size = env.observation_space["observation"].shape[0] + 2
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (size,), np.float64)
+
+    def _to_d4rl(self, observation: Dict[str, np.ndarray]) -> np.ndarray:
+        return np.concatenate([observation["achieved_goal"] - self.origin, observation["observation"]])
+
+    def reset(self, **kwargs: Any) -> Tuple[np.ndarray, Dict[str, Any]]:
+        observation, info = self.env.reset(**kwargs)
+        return self._to_d4rl(observation), info
+
+    def step(self, action: np.ndarray) -> Tuple[np.ndarray, float, bool, bool, Dict[str, Any]]:
+        observation, _, terminated, truncated, info = self.env.step(action)
+        success = bool(np.linalg.norm(observation["achieved_goal"] - observation["desired_goal"]) <= 0.5)
+        return self._to_d4rl(observation), float(success), terminated, truncated, {**info, "success": success}
+
+
+class D4RLMaze2d(gym.Wrapper):
+    """D4RL's maze2d frame: cell (row, column) is centred at (row - 0.2, column - 0.2) and the target is
+    (goal row, goal column); Gymnasium centres it at (column - cx, cy - row). Positions, velocities and
+    actions are rotated between the two, and reward and success follow D4RL's rule in its frame."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        maze = env.unwrapped.maze
+        self.offset = np.array([maze.y_map_center - 0.7, maze.x_map_center - 0.7])
+        self.target = np.array(next((i, j) for i, row in enumerate(maze.maze_map) for j, cell in enumerate(row) if cell == "g"), float)
+        self.dense = env.unwrapped.reward_type == "dense"
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (4,), np.float64)
+
+    def _to_d4rl(self, observation: Dict[str, np.ndarray]) -> np.ndarray:
+        x, y, velocity_x, velocity_y = observation["observation"]
+        return np.array([self.offset[0] - y, self.offset[1] + x, -velocity_y, velocity_x])
+
+    def reset(self, **kwargs: Any) -> Tuple[np.ndarray, Dict[str, Any]]:
+        observation, info = self.env.reset(**kwargs)
+        return self._to_d4rl(observation), info
+
+    def step(self, action: np.ndarray) -> Tuple[np.ndarray, float, bool, bool, Dict[str, Any]]:
+        observation, _, terminated, truncated, info = self.env.step(np.array([action[1], -action[0]]))
+        observation = self._to_d4rl(observation)
+        distance = np.linalg.norm(observation[:2] - self.target)
+        reward = float(np.exp(-distance)) if self.dense else float(distance <= 0.5)
+        return observation, reward, terminated, truncated, {**info, "success": bool(distance <= 0.5)}
+
+
+class D4RLKitchenObservation(gym.ObservationWrapper):
+    """D4RL's 60 dims: robot joint positions (9), object positions (21), the fixed task goal (30)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        from gymnasium_robotics.envs.franka_kitchen.kitchen_env import OBS_ELEMENT_GOALS, OBS_ELEMENT_INDICES
+
+        self.goal = np.zeros(30)
+        for task in env.unwrapped.tasks_to_complete:
+            self.goal[OBS_ELEMENT_INDICES[task]] = OBS_ELEMENT_GOALS[task]
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (60,), np.float64)
+
+    def observation(self, observation: Dict[str, Any]) -> np.ndarray:
+        state = observation["observation"]
+        return np.concatenate([state[:9], state[18:39], self.goal])
+
+
+ENV_ADAPTERS = {"d4rl_antmaze": D4RLAntMaze, "d4rl_maze2d": D4RLMaze2d, "d4rl_kitchen": D4RLKitchenObservation}
 
 
 def step_success(infos: Dict[str, Any], num_envs: int) -> np.ndarray:
@@ -768,7 +920,7 @@ class Lamb(torch.optim.Optimizer):
 # === end shared block: lamb ===
 
 
-# === shared block: online_dt (edit blocks/online_dt.py, then run tools/sync_blocks.py) ===
+# === shared block: decision_transformer (edit blocks/decision_transformer.py, then run tools/sync_blocks.py) ===
 class CausalBlock(nn.Module):
     """Pre-norm causal self-attention block (GPT-2 layout). Right padding needs no key mask: causal
     attention never lets a real step see the padding after it."""
@@ -811,6 +963,7 @@ class DecisionTrunk(nn.Module):
         super().__init__()
         width = config.embedding_dim
         self.width = width
+        # +1: ODT+TD3's target network reads the window shifted one step later.
         self.timestep_embedding = nn.Embedding(config.episode_len + config.seq_len + 1, width)
         self.state_embedding = nn.Linear(state_dim, width)
         self.action_embedding = nn.Linear(action_dim, width)
@@ -849,6 +1002,25 @@ class DecisionTrunk(nn.Module):
         return self.output_norm(hidden)[:, 1::3]
 
 
+class DecisionTransformer(nn.Module):
+    """Deterministic DT actor: a tanh action read from each state token."""
+
+    def __init__(self, state_dim: int, action_dim: int, config: Any):
+        super().__init__()
+        self.trunk = DecisionTrunk(state_dim, action_dim, config)
+        self.action_head = nn.Sequential(nn.Linear(config.embedding_dim, action_dim), nn.Tanh())
+        self.max_action = config.max_action
+        self.apply(DecisionTrunk.init_weights)
+
+    def forward(
+        self, states: torch.Tensor, actions: torch.Tensor, returns_to_go: torch.Tensor, timesteps: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, L, ·) inputs -> (B, L, action_dim) actions."""
+        return self.action_head(self.trunk(states, actions, returns_to_go, timesteps)) * self.max_action
+# === end shared block: decision_transformer ===
+
+
+# === shared block: online_dt (edit blocks/online_dt.py, then run tools/sync_blocks.py) ===
 def make_trajectory(
     observations: np.ndarray,
     actions: np.ndarray,

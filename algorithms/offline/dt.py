@@ -11,6 +11,8 @@ dataset lives on the device and windows are gathered there; metrics are aggregat
 `log_every` steps instead of a logging call per step; runs write a run directory and resume.
 """
 import dataclasses
+import functools
+import inspect
 import json
 import math
 import os
@@ -52,6 +54,7 @@ class TrainConfig:
     residual_dropout: float = 0.1
     embedding_dropout: float = 0.1
     max_action: float = 1.0
+    activation: str = "gelu"  # of the MLP in each transformer block (CORL: GELU)
     # data
     dataset: str = "halfcheetah-medium-v2"  # D4RL name, minari:<id>, or path to a D4RL-format hdf5
     allow_download: bool = True  # fetch a missing D4RL file into the d4rl cache directory
@@ -87,6 +90,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive")
         if self.eval_every % self.log_every or self.checkpoint_every % self.log_every:
             raise ValueError("eval_every and checkpoint_every must be multiples of log_every")
+        if self.activation not in ("relu", "gelu"):
+            raise ValueError(f"activation must be relu or gelu, not '{self.activation}'")
         if self.embedding_dim % self.num_heads:
             raise ValueError("embedding_dim must be divisible by num_heads")
 
@@ -128,11 +133,17 @@ def parse_config(config_class: Type[ConfigT], args: Optional[List[str]] = None) 
         path = args[position + 1] if position + 1 < len(args) else ""
         if not os.path.isfile(path):
             raise UserError(f"config file not found: '{path}'")
+    # pyrallis re-reads and re-parses the whole script's source for every field's help text
+    # (seconds for a long script): read it once per parse.
+    original_getsource = inspect.getsource
+    inspect.getsource = functools.lru_cache(maxsize=None)(original_getsource)
     try:
         return pyrallis.parse(config_class=config_class, config_path=config_path, args=args)
     except Exception as error:  # pyrallis raises bare Exceptions for YAML keys and values
         valid = ", ".join(field.name for field in dataclasses.fields(config_class))
         raise UserError(f"invalid config: {error}. Valid keys of {config_class.__name__}: {valid}") from None
+    finally:
+        inspect.getsource = original_getsource
 
 
 def set_seed(seed: int, deterministic_torch: bool = False) -> None:
@@ -820,6 +831,106 @@ def state_stats(observations: np.ndarray, eps: float = 1e-6) -> Tuple[np.ndarray
 # === end shared block: datasets ===
 
 
+# === shared block: decision_transformer (edit blocks/decision_transformer.py, then run tools/sync_blocks.py) ===
+class CausalBlock(nn.Module):
+    """Pre-norm causal self-attention block (GPT-2 layout). Right padding needs no key mask: causal
+    attention never lets a real step see the padding after it."""
+
+    def __init__(self, width: int, num_heads: int, attention_dropout: float, residual_dropout: float, activation: str):
+        super().__init__()
+        self.num_heads = num_heads
+        self.attention_dropout = attention_dropout
+        self.norm1 = nn.LayerNorm(width)
+        self.norm2 = nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.projection = nn.Linear(width, width)
+        self.residual_dropout = nn.Dropout(residual_dropout)
+        self.mlp = nn.Sequential(
+            nn.Linear(width, 4 * width),
+            nn.ReLU() if activation == "relu" else nn.GELU(),
+            nn.Linear(4 * width, width),
+            nn.Dropout(residual_dropout),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, width = x.shape
+        qkv = self.qkv(self.norm1(x)).view(batch, length, 3, self.num_heads, width // self.num_heads)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4)
+        attention = F.scaled_dot_product_attention(
+            query, key, value, is_causal=True, dropout_p=self.attention_dropout if self.training else 0.0
+        )
+        attention = attention.transpose(1, 2).reshape(batch, length, width)
+        x = x + self.residual_dropout(self.projection(attention))
+        return x + self.mlp(self.norm2(x))
+
+
+class DecisionTrunk(nn.Module):
+    """(return-to-go, state, action) tokens per step -> the hidden state of every state token.
+
+    Unlike the official ODT code, the timestep embedding it defines is actually used.
+    """
+
+    def __init__(self, state_dim: int, action_dim: int, config: Any):
+        super().__init__()
+        width = config.embedding_dim
+        self.width = width
+        # +1: ODT+TD3's target network reads the window shifted one step later.
+        self.timestep_embedding = nn.Embedding(config.episode_len + config.seq_len + 1, width)
+        self.state_embedding = nn.Linear(state_dim, width)
+        self.action_embedding = nn.Linear(action_dim, width)
+        self.return_embedding = nn.Linear(1, width)
+        self.embedding_norm = nn.LayerNorm(width)
+        self.embedding_dropout = nn.Dropout(config.embedding_dropout)
+        self.blocks = nn.ModuleList(
+            CausalBlock(width, config.num_heads, config.attention_dropout, config.residual_dropout, config.activation)
+            for _ in range(config.num_layers)
+        )
+        self.output_norm = nn.LayerNorm(width)
+
+    @staticmethod
+    def init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def forward(
+        self, states: torch.Tensor, actions: torch.Tensor, returns_to_go: torch.Tensor, timesteps: torch.Tensor
+    ) -> torch.Tensor:
+        batch, length = states.shape[:2]
+        time_embedding = self.timestep_embedding(timesteps)
+        tokens = torch.stack(
+            (
+                self.return_embedding(returns_to_go.unsqueeze(-1)) + time_embedding,
+                self.state_embedding(states) + time_embedding,
+                self.action_embedding(actions) + time_embedding,
+            ),
+            dim=2,
+        ).reshape(batch, 3 * length, self.width)
+        hidden = self.embedding_dropout(self.embedding_norm(tokens))
+        for block in self.blocks:
+            hidden = block(hidden)
+        return self.output_norm(hidden)[:, 1::3]
+
+
+class DecisionTransformer(nn.Module):
+    """Deterministic DT actor: a tanh action read from each state token."""
+
+    def __init__(self, state_dim: int, action_dim: int, config: Any):
+        super().__init__()
+        self.trunk = DecisionTrunk(state_dim, action_dim, config)
+        self.action_head = nn.Sequential(nn.Linear(config.embedding_dim, action_dim), nn.Tanh())
+        self.max_action = config.max_action
+        self.apply(DecisionTrunk.init_weights)
+
+    def forward(
+        self, states: torch.Tensor, actions: torch.Tensor, returns_to_go: torch.Tensor, timesteps: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, L, ·) inputs -> (B, L, action_dim) actions."""
+        return self.action_head(self.trunk(states, actions, returns_to_go, timesteps)) * self.max_action
+# === end shared block: decision_transformer ===
+
+
 class SequenceData:
     """The whole dataset on the device; training windows are gathered there, no DataLoader.
 
@@ -858,85 +969,6 @@ class SequenceData:
             self.timesteps[index] * mask,
             mask,
         )
-
-
-class TransformerBlock(nn.Module):
-    """Pre-norm causal self-attention block. Right padding needs no key mask: causal attention
-    never lets a real step see the padding after it."""
-
-    def __init__(self, embedding_dim: int, num_heads: int, attention_dropout: float, residual_dropout: float):
-        super().__init__()
-        self.num_heads = num_heads
-        self.attention_dropout = attention_dropout
-        self.norm1 = nn.LayerNorm(embedding_dim)
-        self.norm2 = nn.LayerNorm(embedding_dim)
-        self.qkv = nn.Linear(embedding_dim, 3 * embedding_dim)
-        self.projection = nn.Linear(embedding_dim, embedding_dim)
-        self.residual_dropout = nn.Dropout(residual_dropout)
-        self.mlp = nn.Sequential(
-            nn.Linear(embedding_dim, 4 * embedding_dim),
-            nn.GELU(),
-            nn.Linear(4 * embedding_dim, embedding_dim),
-            nn.Dropout(residual_dropout),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, length, width = x.shape
-        qkv = self.qkv(self.norm1(x)).view(batch, length, 3, self.num_heads, width // self.num_heads)
-        query, key, value = qkv.permute(2, 0, 3, 1, 4)
-        attention = F.scaled_dot_product_attention(
-            query, key, value, is_causal=True, dropout_p=self.attention_dropout if self.training else 0.0
-        )
-        attention = attention.transpose(1, 2).reshape(batch, length, width)
-        x = x + self.residual_dropout(self.projection(attention))
-        return x + self.mlp(self.norm2(x))
-
-
-class DecisionTransformer(nn.Module):
-    def __init__(self, state_dim: int, action_dim: int, config: TrainConfig):
-        super().__init__()
-        width = config.embedding_dim
-        self.timestep_embedding = nn.Embedding(config.episode_len + config.seq_len, width)
-        self.state_embedding = nn.Linear(state_dim, width)
-        self.action_embedding = nn.Linear(action_dim, width)
-        self.return_embedding = nn.Linear(1, width)
-        self.embedding_norm = nn.LayerNorm(width)
-        self.embedding_dropout = nn.Dropout(config.embedding_dropout)
-        self.blocks = nn.ModuleList(
-            TransformerBlock(width, config.num_heads, config.attention_dropout, config.residual_dropout)
-            for _ in range(config.num_layers)
-        )
-        self.output_norm = nn.LayerNorm(width)
-        self.action_head = nn.Sequential(nn.Linear(width, action_dim), nn.Tanh())
-        self.max_action = config.max_action
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
-
-    def forward(
-        self, states: torch.Tensor, actions: torch.Tensor, returns_to_go: torch.Tensor, timesteps: torch.Tensor
-    ) -> torch.Tensor:
-        """(B, L, ·) inputs -> (B, L, action_dim) actions, each read from its state token."""
-        batch, length = states.shape[:2]
-        time_embedding = self.timestep_embedding(timesteps)
-        tokens = torch.stack(
-            (
-                self.return_embedding(returns_to_go.unsqueeze(-1)) + time_embedding,
-                self.state_embedding(states) + time_embedding,
-                self.action_embedding(actions) + time_embedding,
-            ),
-            dim=2,
-        ).reshape(batch, 3 * length, -1)
-        hidden = self.embedding_dropout(self.embedding_norm(tokens))
-        for block in self.blocks:
-            hidden = block(hidden)
-        hidden = self.output_norm(hidden)
-        return self.action_head(hidden[:, 1::3]) * self.max_action
 
 
 def masked_mse(predicted: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
