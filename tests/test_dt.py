@@ -209,3 +209,21 @@ def test_default_run_directory_is_named_after_dataset_and_seed(tmp_path, monkeyp
         run_dir = dt.prepare_run_dir(config, "dt")
         assert run_dir.parent == Path("runs") / "dt" / tag and run_dir.name.startswith("seed3-")
         assert (run_dir / "config.yaml").exists()
+
+
+def test_rng_states_restore_from_a_checkpoint_mapped_to_another_device(monkeypatch):
+    # On a GPU run, torch.load(map_location="cuda") moves the saved RNG byte tensors to the GPU;
+    # set_rng_state only takes CPU tensors. Simulate that move with a tensor whose .cpu() we track.
+    states = dt.rng_states()
+    moved = []
+
+    class OnAnotherDevice(torch.Tensor):
+        def cpu(self, *args, **kwargs):
+            moved.append(True)
+            return torch.Tensor(self.as_subclass(torch.Tensor))
+
+    states["torch"] = states["torch"].as_subclass(OnAnotherDevice)
+    expected = torch.rand(3)
+    dt.restore_rng_states(states)
+    assert moved
+    torch.testing.assert_close(torch.rand(3), expected)

@@ -272,11 +272,12 @@ def rng_states() -> Dict[str, Any]:
 
 
 def restore_rng_states(states: Dict[str, Any]) -> None:
+    # RNG states must be CPU byte tensors, wherever map_location put the rest of the checkpoint.
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])
-    torch.set_rng_state(states["torch"])
+    torch.set_rng_state(states["torch"].cpu())
     if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+        torch.cuda.set_rng_state_all([state.cpu() for state in states["cuda"]])
 
 
 def save_checkpoint(run_dir: Path, step: int, state: Dict[str, Any], keep: int) -> Path:
