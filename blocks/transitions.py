@@ -141,8 +141,13 @@ class TransitionBuffer:
         if state["frozen"] != self.frozen:
             raise UserError(f"checkpoint was taken with {state['frozen']} dataset rows, this dataset has "
                             f"{self.frozen}: resume with the same dataset and settings")
-        self.size = self.frozen
-        self.add({key: state[key].numpy() for key in BUFFER_KEYS})
+        count = state["size"] - self.frozen
+        if state["size"] > self.capacity:
+            raise UserError(f"checkpoint holds {state['size']} buffer rows, more than this run's capacity "
+                            f"{self.capacity}: resume with online_iterations at least as large as before")
+        for key in BUFFER_KEYS:  # the checkpoint may have been mapped to any device
+            self.data[key][self.frozen:self.frozen + count] = state[key].to(self.device)
+        self.size = state["size"]
 
 
 def sample_mixed(

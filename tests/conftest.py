@@ -1,5 +1,7 @@
 """Shared fixtures: tiny datasets made by the project's own generator, and script loading."""
+import functools
 import importlib.util
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +29,17 @@ def load_script(relative_path: str) -> ModuleType:
 
 def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cached_class_sources():
+    """pyrallis reads each config field's comment with inspect.getsource, which re-parses the whole
+    script for every field (seconds per parse for the scripts whose TrainConfig has base classes).
+    Sources do not change during a test session, so cache them."""
+    original = inspect.getsource
+    inspect.getsource = functools.lru_cache(maxsize=None)(original)
+    yield
+    inspect.getsource = original
 
 
 @pytest.fixture(scope="session")

@@ -114,3 +114,36 @@ def test_value_based_configs_name_the_dataset_of_their_file():
                 prefix = "" if domain == "adroit" else f"{domain}-"
                 expected = f"{prefix}{stem.rsplit('_', 1)[0].replace('_', '-')}-{stem.rsplit('_', 1)[1]}"
             assert dataset == expected, path
+
+
+def test_sigterm_in_the_online_phase_checkpoints_and_the_run_resumes(hopper_random, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    run_dir = tmp_path / "run"
+    args = TINY + ["--dataset", str(hopper_random), "--run_dir", str(run_dir), "--offline_iterations", "20",
+                                    "--online_iterations", "1000000", "--log_every", "10", "--eval_freq", "100000",
+                                    "--checkpoint_every", "100000"]
+    process = subprocess.Popen([sys.executable, "algorithms/finetune/cal_ql.py", *args], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("online/episodes") >= 2):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    offline_end, stopped = sorted((run_dir / "checkpoints").iterdir())  # end of the offline phase, then the signal
+    assert offline_end.name == "step_000000020.pt"
+    checkpoint = torch.load(stopped, weights_only=False)
+    assert checkpoint["env_steps"] > 0 and checkpoint["online_buffer"]["size"] - checkpoint["online_buffer"]["frozen"] == checkpoint["env_steps"]
+    target = checkpoint["env_steps"] + 30
+    result = run_cli("algorithms/finetune/cal_ql.py", "--resume", str(run_dir), "--online_iterations", str(target))
+    assert result.returncode == 0, result.stderr
+    assert "(online phase)" in result.stdout
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert target <= summary["online_env_steps"] < target + 1000 and summary["offline_steps"] == 20
