@@ -12,6 +12,7 @@ from conftest import load_script
 
 cal_ql = load_script("algorithms/finetune/cal_ql.py")
 iql = load_script("algorithms/offline/iql.py")
+pytestmark = pytest.mark.usefixtures("cached_source_lookup")  # pyrallis parses are slow otherwise
 CPU = torch.device("cpu")
 
 

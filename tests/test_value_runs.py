@@ -8,6 +8,7 @@ import torch
 
 from conftest import load_script, run_cli
 
+pytestmark = pytest.mark.usefixtures("cached_source_lookup")  # pyrallis parses are slow otherwise
 SCRIPTS = {name: load_script(f"algorithms/{name}.py") for name in
            ("offline/cql", "offline/iql", "finetune/cql", "finetune/cal_ql", "finetune/iql")}
 TINY = ["--actor_hidden_dims", "[16,16]", "--critic_hidden_dims", "[16,16]", "--batch_size", "32", "--n_episodes", "2",
@@ -117,6 +118,7 @@ def test_value_based_configs_name_the_dataset_of_their_file():
 
 
 def test_sigterm_in_the_online_phase_checkpoints_and_the_run_resumes(hopper_random, tmp_path):
+    import os
     import signal
     import subprocess
     import sys
@@ -128,8 +130,9 @@ def test_sigterm_in_the_online_phase_checkpoints_and_the_run_resumes(hopper_rand
     args = TINY + ["--dataset", str(hopper_random), "--run_dir", str(run_dir), "--offline_iterations", "20",
                                     "--online_iterations", "1000000", "--log_every", "10", "--eval_freq", "100000",
                                     "--checkpoint_every", "100000"]
+    one_thread = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny networks: threads only contend
     process = subprocess.Popen([sys.executable, "algorithms/finetune/cal_ql.py", *args], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=one_thread)
     metrics = run_dir / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("online/episodes") >= 2):
@@ -142,7 +145,9 @@ def test_sigterm_in_the_online_phase_checkpoints_and_the_run_resumes(hopper_rand
     checkpoint = torch.load(stopped, weights_only=False)
     assert checkpoint["env_steps"] > 0 and checkpoint["online_buffer"]["size"] - checkpoint["online_buffer"]["frozen"] == checkpoint["env_steps"]
     target = checkpoint["env_steps"] + 30
-    result = run_cli("algorithms/finetune/cal_ql.py", "--resume", str(run_dir), "--online_iterations", str(target))
+    result = subprocess.run([sys.executable, "algorithms/finetune/cal_ql.py", "--resume", str(run_dir),
+                             "--online_iterations", str(target)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300, env=one_thread)
     assert result.returncode == 0, result.stderr
     assert "(online phase)" in result.stdout
     summary = json.loads((run_dir / "summary.json").read_text())
