@@ -1,14 +1,21 @@
 """Shared fixtures: tiny datasets made by the project's own generator, and script loading."""
-import functools
-import inspect
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
 
-import numpy as np
-import pytest
+# Tiny models gain nothing from threads, and on a 2-core machine shared with env stepping and
+# subprocesses, torch's default thread pool makes them many times slower. Scripts run as
+# subprocesses inherit this too.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -72,12 +79,3 @@ def hopper_linear(tmp_path_factory, generator) -> Path:
                                         "ref_min_score": spec.ref_min_score, "ref_max_score": spec.ref_max_score})
     return path
 
-
-@pytest.fixture(scope="session")
-def cached_source_lookup():
-    """pyrallis looks up the config class's source once per field, and inspect.getsource re-parses the
-    whole script each time (about 2 s per parse of a 1300-line script with 60 fields): cache it."""
-    original = inspect.getsource
-    inspect.getsource = functools.lru_cache(maxsize=None)(original)
-    yield
-    inspect.getsource = original

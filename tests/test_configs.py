@@ -8,9 +8,6 @@ from conftest import ROOT, load_script
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
 
 
-pytestmark = pytest.mark.usefixtures("cached_source_lookup")
-
-
 def script_for(config: Path) -> str:
     """configs/<offline|finetune>/<algo>/<domain>/<dataset>.yaml -> algorithms/<offline|finetune>/<algo>.py"""
     stage, algorithm = config.relative_to(ROOT / "configs").parts[:2]

@@ -12,7 +12,21 @@ from conftest import load_script
 
 cal_ql = load_script("algorithms/finetune/cal_ql.py")
 iql = load_script("algorithms/offline/iql.py")
-pytestmark = pytest.mark.usefixtures("cached_source_lookup")  # pyrallis parses are slow otherwise
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cached_sources():
+    """pyrallis re-parses the script per config field for help text; main's parse_config now caches
+    this itself, the fixture keeps these tests fast on a branch without that change."""
+    import functools
+    import inspect
+
+    original = inspect.getsource
+    inspect.getsource = functools.lru_cache(maxsize=None)(original)
+    yield
+    inspect.getsource = original
+
+
 CPU = torch.device("cpu")
 
 

@@ -8,7 +8,21 @@ import torch
 
 from conftest import load_script, run_cli
 
-pytestmark = pytest.mark.usefixtures("cached_source_lookup")  # pyrallis parses are slow otherwise
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cached_sources():
+    """pyrallis re-parses the script per config field for help text; main's parse_config now caches
+    this itself, the fixture keeps these tests fast on a branch without that change."""
+    import functools
+    import inspect
+
+    original = inspect.getsource
+    inspect.getsource = functools.lru_cache(maxsize=None)(original)
+    yield
+    inspect.getsource = original
+
+
 SCRIPTS = {name: load_script(f"algorithms/{name}.py") for name in
            ("offline/cql", "offline/iql", "finetune/cql", "finetune/cal_ql", "finetune/iql")}
 TINY = ["--actor_hidden_dims", "[16,16]", "--critic_hidden_dims", "[16,16]", "--batch_size", "32", "--n_episodes", "2",
