@@ -231,9 +231,114 @@ def bench_online_dt(name: str, data_path: Path, device: torch.device, seconds: f
     ]
 
 
-BENCHMARKS = {"dt": bench_dt,
-              "odt": lambda *args: bench_online_dt("odt", *args),
-              "odt_td3": lambda *args: bench_online_dt("odt_td3", *args)}
+# CQL, Cal-QL and IQL (offline and fine-tune)
+
+
+@torch.no_grad()
+def corl_style_policy_evaluate(act, env_spec, seed: int, mean, std, device) -> int:
+    """CORL's evaluation: one env at a time, one forward per step. Returns env steps taken."""
+    env = env_spec.make()
+    observation, _ = env.reset(seed=seed)
+    steps = 0
+    while True:
+        state = (torch.as_tensor(observation, dtype=torch.float32, device=device) - mean) / std
+        observation, _, terminated, truncated, _ = env.step(act(state[None])[0].cpu().numpy())
+        steps += 1
+        if terminated or truncated:
+            return steps
+
+
+def value_based_benchmark(script_path: str, data_path: Path, device: torch.device, seconds: float, eval_envs: int,
+                          **overrides) -> List[Dict[str, object]]:
+    """The script's own update on the script's own batches (mixed offline/online for the fine-tune
+    scripts), next to CORL's loop around the same update: numpy indices drawn on the host for every
+    batch and every metric read with .item() after every step (CORL logs each step)."""
+    script = load_script(script_path)
+    config = script.TrainConfig(dataset=str(data_path), n_episodes=eval_envs, wandb_mode="disabled", **overrides)
+    dataset = script.load_dataset(config.dataset)
+    mean, std = script.state_stats(dataset.observations, eps=1e-3)
+    normalized = script.dataclasses.replace(dataset, observations=((dataset.observations - mean) / std).astype(np.float32))
+    arrays = script.transition_arrays(normalized, dataset.rewards, config.discount, False, 0.0)
+    state_dim, action_dim = dataset.observations.shape[1], dataset.actions.shape[1]
+    offline = script.TransitionBuffer(state_dim, action_dim, len(arrays["rewards"]), device)
+    offline.add(arrays)
+    offline.freeze()
+    finetune = hasattr(config, "online_iterations")
+    online = offline
+    if finetune and config.mixing_ratio is not None:  # an online buffer as after 10k env steps
+        online = script.TransitionBuffer(state_dim, action_dim, 10_000, device)
+        online.add({key: values[:10_000] for key, values in arrays.items()})
+    if hasattr(script, "IQL"):
+        agent = script.IQL(state_dim, action_dim, config, device, decay_steps=0 if finetune else 1_000_000)
+    else:
+        agent = script.CQL(state_dim, action_dim, config, device)
+
+    def ours_batch():
+        if finetune and config.mixing_ratio is not None:
+            return script.sample_mixed(offline, online, config.batch_size, config.mixing_ratio)
+        return online.sample(config.batch_size)
+
+    def corl_batch():
+        index = np.random.randint(0, online.size, size=config.batch_size)
+        return {key: values[index] for key, values in online.data.items()}
+
+    def ours() -> int:
+        agent.train_step(ours_batch())
+        return 1
+
+    def corl() -> int:
+        metrics = agent.train_step(corl_batch())
+        {key: value.item() for key, value in metrics.items()}
+        return 1
+
+    ours_updates, corl_updates = rate(ours, seconds, device), rate(corl, seconds, device)
+    envs = dataset.env.make_vector(eval_envs)
+    mean_t, std_t = torch.as_tensor(mean, device=device), torch.as_tensor(std, device=device)
+    act = lambda state: agent.act(state, deterministic=True)  # noqa: E731
+    ours_eval = rate(lambda: int(script.evaluate_policy(act, envs, config.eval_seed, mean_t, std_t)[1].sum()), seconds, device)
+    corl_eval = rate(lambda: sum(corl_style_policy_evaluate(act, dataset.env, config.eval_seed + i, mean_t, std_t, device)
+                                 for i in range(eval_envs)), seconds, device)
+    envs.close()
+    name = script_path.removeprefix("algorithms/")
+    size = f"actor {list(config.actor_hidden_dims)}, critic {list(config.critic_hidden_dims)}, batch {config.batch_size}"
+    return [
+        {"script": name, "measure": f"updates/s ({size})", "ours": ours_updates, "baseline": corl_updates,
+         "baseline_is": "CORL-style host indices + per-step .item() logging"},
+        {"script": name, "measure": f"eval env-steps/s ({eval_envs} episodes)", "ours": ours_eval,
+         "baseline": corl_eval, "baseline_is": "CORL-style one env at a time"},
+    ]
+
+
+def bench_cql(data_path, device, seconds, eval_envs):
+    return value_based_benchmark("algorithms/offline/cql.py", data_path, device, seconds, eval_envs)
+
+
+def bench_iql(data_path, device, seconds, eval_envs):
+    return value_based_benchmark("algorithms/offline/iql.py", data_path, device, seconds, eval_envs)
+
+
+def bench_cql_finetune(data_path, device, seconds, eval_envs):
+    return value_based_benchmark("algorithms/finetune/cql.py", data_path, device, seconds, eval_envs)
+
+
+def bench_cal_ql(data_path, device, seconds, eval_envs):
+    return value_based_benchmark("algorithms/finetune/cal_ql.py", data_path, device, seconds, eval_envs)
+
+
+def bench_iql_finetune(data_path, device, seconds, eval_envs):
+    return value_based_benchmark("algorithms/finetune/iql.py", data_path, device, seconds, eval_envs)
+
+
+BENCHMARKS = {
+    "dt": bench_dt,
+    "odt": lambda *args: bench_online_dt("odt", *args),
+    "odt_td3": lambda *args: bench_online_dt("odt_td3", *args),
+    "cql": bench_cql,
+    "iql": bench_iql,
+    "cql_finetune": bench_cql_finetune,
+    "cal_ql": bench_cal_ql,
+    "iql_finetune": bench_iql_finetune,
+}
 
 
 def main() -> None:

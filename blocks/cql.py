@@ -1,0 +1,218 @@
+"""Shared block: tanh-Gaussian actor and the CQL / Cal-QL update (SAC-based, continuous actions).
+
+Canonical source; see blocks/runtime.py for how blocks are copied into scripts.
+"""
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from blocks.networks import VectorizedCritic, mlp, soft_update
+from blocks.offline_online import RunConfig
+
+# === block ===
+@dataclass
+class CQLConfig(RunConfig):
+    """CQL / Cal-QL hyperparameters, CORL's names; defaults are the official code's."""
+
+    actor_hidden_dims: Tuple[int, ...] = (256, 256, 256)  # official Cal-QL: 2 x 256 antmaze, 3 x 512 adroit
+    critic_hidden_dims: Tuple[int, ...] = (256, 256, 256)  # antmaze 4 x 256 (CORL: 5)
+    orthogonal_init: bool = True  # hidden gain sqrt(2), output gain 1e-2 (CORL: sqrt(2) on the output too)
+    policy_lr: float = 1e-4  # CORL offline: 3e-5
+    qf_lr: float = 3e-4
+    soft_target_update_rate: float = 5e-3
+    target_update_period: int = 1
+    alpha_multiplier: float = 1.0
+    use_automatic_entropy_tuning: bool = True  # target entropy -action_dim, log alpha init 0
+    backup_entropy: bool = False
+    cql_n_actions: int = 10
+    cql_importance_sample: bool = True
+    cql_lagrange: bool = False
+    cql_lagrange_init: float = 1.0  # initial log alpha' (official; CORL: 0)
+    cql_target_action_gap: float = -1.0
+    cql_temp: float = 1.0
+    cql_alpha: float = 10.0
+    cql_max_target_backup: bool = False
+    cql_clip_diff_min: float = -1e30  # no clipping (CORL: -inf, which YAML round-trips badly)
+    cql_clip_diff_max: float = 1e30
+    enable_calql: bool = False  # Cal-QL: Q of policy samples in the CQL term >= Monte-Carlo return
+
+
+class TanhGaussianActor(nn.Module):
+    """tanh(N(mean, std)) policy. log_std = multiplier * raw + offset with learnable scalars
+    (init 1 and -1, official), clipped to [-20, 2]; the deterministic action is tanh(mean)."""
+
+    def __init__(self, state_dim: int, action_dim: int, hidden_dims, orthogonal: bool = True):
+        super().__init__()
+        self.action_dim = action_dim
+        self.trunk = mlp(state_dim, hidden_dims, 2 * action_dim, output_gain=1e-2, orthogonal=orthogonal)
+        self.log_std_multiplier = nn.Parameter(torch.tensor(1.0))
+        self.log_std_offset = nn.Parameter(torch.tensor(-1.0))
+
+    def forward(
+        self, state: torch.Tensor, deterministic: bool = False, repeat: Optional[int] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Actions and their log-probabilities; with `repeat` n, (B, n, act_dim) samples per state."""
+        if repeat is not None:
+            state = state.unsqueeze(1).expand(-1, repeat, -1)
+        mean, raw_log_std = self.trunk(state).split(self.action_dim, dim=-1)
+        log_std = (self.log_std_multiplier * raw_log_std + self.log_std_offset).clamp(-20.0, 2.0)
+        std = log_std.exp()
+        pre_tanh = mean if deterministic else mean + std * torch.randn_like(mean)
+        log_prob = (-0.5 * ((pre_tanh - mean) / std) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        log_prob = log_prob - (2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))).sum(-1)
+        return torch.tanh(pre_tanh), log_prob
+
+
+def q_of_samples(critic: VectorizedCritic, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Q of n actions per state: state (B, s), actions (B, n, a) -> (ensemble, B, n)."""
+    batch, count = actions.shape[:2]
+    states = state.unsqueeze(1).expand(-1, count, -1).reshape(batch * count, -1)
+    return critic(states, actions.reshape(batch * count, -1)).view(-1, batch, count)
+
+
+def cql_difference(
+    q_data: torch.Tensor, q_random: torch.Tensor, q_current: torch.Tensor, q_next: torch.Tensor,
+    log_pi_current: torch.Tensor, log_pi_next: torch.Tensor, action_dim: int, importance_sample: bool,
+    temperature: float, clip_min: float, clip_max: float, mc_returns: Optional[torch.Tensor] = None,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The CQL gap per critic: mean over the batch of clip(temp * logsumexp(Q_ood / temp) - Q(s, a_data)).
+
+    q_data (E, B); q_random / q_current / q_next (E, B, n): Q at s of uniform actions in [-1, 1], of
+    pi(.|s) samples and of pi(.|s') samples. With `mc_returns` (Cal-QL) the two policy-sample sets
+    are raised to at least the Monte-Carlo return BEFORE importance sampling; uniform actions never
+    are. Returns the gap (E,) and the fraction of policy-sample Q values that were below the bound.
+    """
+    bound_rate = torch.zeros((), device=q_data.device)
+    if mc_returns is not None:
+        bound = mc_returns.view(1, -1, 1)
+        bound_rate = (q_current < bound).float().mean()
+        q_current, q_next = torch.maximum(q_current, bound), torch.maximum(q_next, bound)
+    if importance_sample:
+        random_log_density = action_dim * math.log(0.5)  # uniform on [-1, 1]^d
+        candidates = torch.cat([
+            q_random - random_log_density, q_next - log_pi_next.unsqueeze(0), q_current - log_pi_current.unsqueeze(0),
+        ], dim=-1)
+    else:
+        candidates = torch.cat([q_random, q_data.unsqueeze(-1), q_next, q_current], dim=-1)
+    out_of_distribution = temperature * torch.logsumexp(candidates / temperature, dim=-1)
+    return (out_of_distribution - q_data).clamp(clip_min, clip_max).mean(-1), bound_rate
+
+
+class CQL:
+    """Actor, twin critics with Polyak targets, SAC temperature and (optionally) the CQL Lagrange
+    multiplier. `config` supplies the CORL-named hyperparameters; `calibrated` turns Cal-QL on."""
+
+    def __init__(self, state_dim: int, action_dim: int, config: Any, device: torch.device):
+        self.config, self.action_dim, self.device = config, action_dim, device
+        self.actor = TanhGaussianActor(state_dim, action_dim, config.actor_hidden_dims, config.orthogonal_init).to(device)
+        self.critic = VectorizedCritic(state_dim, action_dim, config.critic_hidden_dims, 2,
+                                       orthogonal=config.orthogonal_init).to(device)
+        self.target_critic = VectorizedCritic(state_dim, action_dim, config.critic_hidden_dims, 2).to(device)
+        self.target_critic.load_state_dict(self.critic.state_dict())
+        self.log_alpha = torch.zeros((), device=device, requires_grad=True)
+        self.log_alpha_prime = torch.full((), config.cql_lagrange_init, device=device, requires_grad=True)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), config.policy_lr)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), config.qf_lr)
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], config.policy_lr)
+        self.alpha_prime_optimizer = torch.optim.Adam([self.log_alpha_prime], config.qf_lr)
+        self.target_entropy = -float(action_dim)
+        self.updates = 0
+
+    @torch.no_grad()
+    def act(self, state: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        return self.actor(state, deterministic=deterministic)[0]
+
+    def losses(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Every loss of one update, all from the same (pre-update) parameters."""
+        config = self.config
+        state, action, reward = batch["observations"], batch["actions"], batch["rewards"]
+        next_state, done = batch["next_observations"], batch["dones"]
+        n = config.cql_n_actions
+
+        new_action, log_pi = self.actor(state)
+        alpha_loss = -(self.log_alpha * (log_pi.detach() + self.target_entropy)).mean()
+        if config.use_automatic_entropy_tuning:
+            alpha = self.log_alpha.exp().detach() * config.alpha_multiplier
+        else:
+            alpha = torch.full((), config.alpha_multiplier, device=self.device)
+            alpha_loss = alpha_loss * 0.0
+        policy_loss = (alpha * log_pi - self.critic(state, new_action).min(0).values).mean()
+
+        q_data = self.critic(state, action)
+        with torch.no_grad():
+            if config.cql_max_target_backup:  # min over critics per sample, then max over n samples
+                next_actions, next_log_pi = self.actor(next_state, repeat=n)
+                target_q, best = q_of_samples(self.target_critic, next_state, next_actions).min(0).values.max(-1)
+                next_log_pi = next_log_pi.gather(-1, best.unsqueeze(-1)).squeeze(-1)
+            else:
+                next_action, next_log_pi = self.actor(next_state)
+                target_q = self.target_critic(next_state, next_action).min(0).values
+            if config.backup_entropy:
+                target_q = target_q - alpha * next_log_pi
+            target = reward + (1.0 - done) * config.discount * target_q
+            # Policy samples inside the CQL term are detached (actions and log-probabilities).
+            current_actions, log_pi_current = self.actor(state, repeat=n)
+            next_actions_at_s, log_pi_next = self.actor(next_state, repeat=n)
+        td_loss = ((q_data - target.unsqueeze(0)) ** 2).mean(-1).sum()
+        random_actions = torch.empty(state.shape[0], n, self.action_dim, device=self.device).uniform_(-1.0, 1.0)
+        gap, bound_rate = cql_difference(
+            q_data, q_of_samples(self.critic, state, random_actions), q_of_samples(self.critic, state, current_actions),
+            q_of_samples(self.critic, state, next_actions_at_s), log_pi_current, log_pi_next, self.action_dim,
+            config.cql_importance_sample, config.cql_temp, config.cql_clip_diff_min, config.cql_clip_diff_max,
+            batch["mc_returns"] if config.enable_calql else None,
+        )
+        if config.cql_lagrange:
+            alpha_prime = self.log_alpha_prime.exp().clamp(0.0, 1e6)
+            cql_loss = alpha_prime.detach() * config.cql_alpha * (gap - config.cql_target_action_gap)
+            alpha_prime_loss = -(alpha_prime * config.cql_alpha * (gap.detach() - config.cql_target_action_gap)).sum() / 2
+        else:
+            alpha_prime = torch.ones((), device=self.device)
+            cql_loss = config.cql_alpha * gap
+            alpha_prime_loss = self.log_alpha_prime * 0.0
+        return {
+            "policy_loss": policy_loss, "alpha_loss": alpha_loss, "qf_loss": td_loss + cql_loss.sum(),
+            "alpha_prime_loss": alpha_prime_loss, "td_loss": td_loss.detach(), "cql_gap": gap.mean().detach(),
+            "alpha": alpha.detach(), "alpha_prime": alpha_prime.detach(), "q_data": q_data.mean().detach(),
+            "log_pi": log_pi.mean().detach(), "bound_rate": bound_rate,
+        }
+
+    def train_step(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """One update of every part; returns device tensors (no host sync)."""
+        losses = self.losses(batch)
+        steps = (
+            (losses["policy_loss"], self.actor_optimizer, list(self.actor.parameters())),
+            (losses["qf_loss"], self.critic_optimizer, list(self.critic.parameters())),
+            (losses["alpha_loss"], self.alpha_optimizer, [self.log_alpha]),
+            (losses["alpha_prime_loss"], self.alpha_prime_optimizer, [self.log_alpha_prime]),
+        )
+        for loss, optimizer, parameters in steps:  # gradients first, then every step: pre-update losses
+            optimizer.zero_grad(set_to_none=True)
+            torch.autograd.backward(loss, inputs=parameters)
+        for _, optimizer, _ in steps:
+            optimizer.step()
+        self.updates += 1
+        if self.updates % self.config.target_update_period == 0:
+            soft_update(self.target_critic, self.critic, self.config.soft_target_update_rate)
+        return {key: value.detach() for key, value in losses.items()}
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {
+            "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+            "target_critic": self.target_critic.state_dict(), "log_alpha": self.log_alpha.detach(),
+            "log_alpha_prime": self.log_alpha_prime.detach(), "updates": self.updates,
+            **{name: getattr(self, name).state_dict() for name in
+               ("actor_optimizer", "critic_optimizer", "alpha_optimizer", "alpha_prime_optimizer")},
+        }
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        for name in ("actor", "critic", "target_critic", "actor_optimizer", "critic_optimizer", "alpha_optimizer",
+                     "alpha_prime_optimizer"):
+            getattr(self, name).load_state_dict(state[name])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+            self.log_alpha_prime.copy_(state["log_alpha_prime"])
+        self.updates = state["updates"]

@@ -1,0 +1,287 @@
+"""Units of the CQL / Cal-QL / IQL scripts: Monte-Carlo returns, buffers, CQL term, IQL losses, regret."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from blocks.datasets import Dataset
+from blocks.envs import d4rl_env_spec
+from conftest import load_script
+
+cal_ql = load_script("algorithms/finetune/cal_ql.py")
+iql = load_script("algorithms/offline/iql.py")
+
+
+CPU = torch.device("cpu")
+
+
+def dataset_of(observations, rewards, terminals, timeouts, actions=None) -> Dataset:
+    count = len(rewards)
+    return Dataset(
+        name="synthetic", observations=np.asarray(observations, np.float32).reshape(count, -1),
+        actions=np.zeros((count, 3), np.float32) if actions is None else np.asarray(actions, np.float32),
+        rewards=np.asarray(rewards, np.float32), terminals=np.asarray(terminals, bool),
+        timeouts=np.asarray(timeouts, bool), env=d4rl_env_spec("hopper-medium-v2"),
+    )
+
+
+def discounted(rewards, gamma, terminal_last):
+    """Reference: explicit sums, G_t = sum_k gamma^k r_{t+k} within the segment."""
+    return [sum(gamma ** k * r for k, r in enumerate(rewards[t:])) for t in range(len(rewards))]
+
+
+# ---------------------------------------------------------------------------- Monte-Carlo returns
+
+def test_dense_returns_are_discounted_sums_within_each_episode():
+    rewards = np.array([1.0, 2.0, 3.0, 4.0, 5.0], np.float32)
+    terminals = np.array([0, 0, 1, 0, 1], bool)
+    returns = cal_ql.monte_carlo_returns(rewards, terminals, terminals.copy(), gamma=0.5)
+    np.testing.assert_allclose(returns, [1 + 0.5 * 2 + 0.25 * 3, 2 + 0.5 * 3, 3, 4 + 0.5 * 5, 5], rtol=1e-6)
+
+
+def test_sparse_all_failure_segment_gets_fail_over_one_minus_gamma():
+    rewards = np.full(4, -5.0, np.float32)
+    ends = np.array([0, 0, 0, 1], bool)
+    returns = cal_ql.monte_carlo_returns(rewards, np.zeros(4, bool), ends, 0.99, sparse_reward=True, fail_reward=-5.0)
+    np.testing.assert_allclose(returns, np.full(4, -500.0), rtol=1e-5)
+    dense = cal_ql.monte_carlo_returns(rewards, np.zeros(4, bool), ends, 0.99, sparse_reward=False, fail_reward=-5.0)
+    np.testing.assert_allclose(dense, discounted(list(rewards), 0.99, False), rtol=1e-5)
+
+
+def test_sparse_segment_that_succeeds_gets_ordinary_returns():
+    rewards = np.array([-5.0, -5.0, 5.0], np.float32)
+    terminals = np.array([0, 0, 1], bool)
+    returns = cal_ql.monte_carlo_returns(rewards, terminals, terminals.copy(), 0.99, sparse_reward=True, fail_reward=-5.0)
+    np.testing.assert_allclose(returns, [-5 + 0.99 * (-5 + 0.99 * 5), -5 + 0.99 * 5, 5], rtol=1e-5)
+
+
+def test_timeout_truncates_without_bootstrap_and_its_step_is_dropped_without_next_observations():
+    # Episode 1: 3 steps cut by a timeout; episode 2: 2 steps ending in a terminal.
+    rewards = [1.0, 1.0, 1.0, 2.0, 2.0]
+    observations = np.arange(5, dtype=np.float32)[:, None]
+    data = dataset_of(observations, rewards, [0, 0, 0, 0, 1], [0, 0, 1, 0, 0])
+    arrays = cal_ql.transition_arrays(data, data.rewards, 0.9, False, 0.0)
+    # The timeout step has no s' in the arrays and is dropped; its reward still counts before it.
+    np.testing.assert_allclose(arrays["mc_returns"], [1 + 0.9 + 0.81, 1 + 0.9, 2 + 0.9 * 2, 2], rtol=1e-6)
+    np.testing.assert_allclose(arrays["next_observations"][:, 0], [1, 2, 4, 4])
+    np.testing.assert_allclose(arrays["dones"], [0, 0, 0, 1])
+
+
+def test_observation_discontinuity_inside_one_files_arrays_splits_the_segment():
+    # Two episodes glued together with no terminal or timeout flag between them (as in files where
+    # d4rl.qlearning_dataset dropped timeout rows): next_observations reveal the jump.
+    observations = np.array([[0.0], [1.0], [2.0], [10.0], [11.0]], np.float32)
+    next_observations = np.array([[1.0], [2.0], [3.0], [11.0], [12.0]], np.float32)
+    rewards = np.ones(5, np.float32)
+    data = dataset_of(observations, rewards, np.zeros(5), np.zeros(5))
+    arrays = cal_ql.transition_arrays(data, data.rewards, 0.5, False, 0.0, next_observations)
+    np.testing.assert_allclose(arrays["mc_returns"], [1.75, 1.5, 1.0, 1.5, 1.0])
+    assert len(arrays["rewards"]) == 5  # with the file's s' every row is a transition
+    continuous = np.concatenate([observations[1:], [[12.0]]])  # the same rows with no jump: one segment
+    glued = cal_ql.transition_arrays(data, data.rewards, 0.5, False, 0.0, continuous)
+    np.testing.assert_allclose(glued["mc_returns"][0], sum(0.5 ** k for k in range(5)))
+
+
+def test_online_episode_gets_the_same_values_as_the_same_episode_read_from_a_dataset():
+    spec = d4rl_env_spec("hopper-medium-v2")
+    env = spec.make()
+
+    class RandomAgent:
+        def act(self, state, deterministic):
+            return torch.rand(state.shape[0], 3) * 2 - 1
+
+    mean, std = torch.zeros(11), torch.ones(11)
+    episode = cal_ql.collect_episode(RandomAgent(), env, seed=3, mean=mean, std=std)
+    env.close()
+    config = cal_ql.TrainConfig(reward_scale=10.0, reward_bias=-5.0)
+    transform = lambda rewards, success: (np.asarray(rewards, np.float32) * 10.0 - 5.0).astype(np.float32)  # noqa: E731
+    online = cal_ql.finish_episode(episode, transform, config.discount, True, -5.0)
+    count = len(episode["rewards"])
+    assert episode["dones"][-1] == 1.0  # random hopper falls: a terminal ending
+    data = dataset_of(episode["observations"], episode["rewards"], episode["dones"], np.zeros(count), episode["actions"])
+    offline = cal_ql.transition_arrays(data, transform(data.rewards, None), config.discount, True, -5.0,
+                                       episode["next_observations"])
+    for key in ("rewards", "mc_returns", "next_observations", "dones"):
+        np.testing.assert_allclose(np.asarray(online[key], np.float32), offline[key], rtol=1e-6, err_msg=key)
+    # An all-failure online episode of a sparse task gets fail / (1 - gamma), as a dataset one would.
+    failing = {**episode, "rewards": np.zeros(count), "success": np.zeros(count, bool)}
+    np.testing.assert_allclose(cal_ql.finish_episode(failing, transform, 0.99, True, -5.0)["mc_returns"], -500.0, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------- buffers, regret
+
+def filled_buffer(rows: int, reward: float) -> "cal_ql.TransitionBuffer":
+    buffer = cal_ql.TransitionBuffer(2, 1, rows, CPU)
+    buffer.add({key: np.full((rows,) + ((2,) if "observations" in key else (1,) if key == "actions" else ()), reward)
+                for key in cal_ql.BUFFER_KEYS})
+    return buffer
+
+
+@pytest.mark.parametrize("batch_size, ratio, offline_rows", [(256, 0.5, 128), (10, 0.25, 2), (7, 0.5, 3)])
+def test_mixed_batches_take_int_batch_times_ratio_rows_from_the_dataset(batch_size, ratio, offline_rows):
+    offline, online = filled_buffer(50, 0.0), filled_buffer(30, 1.0)
+    batch = cal_ql.sample_mixed(offline, online, batch_size, ratio)
+    assert batch["rewards"].shape == (batch_size,)
+    assert batch["rewards"].tolist() == [0.0] * offline_rows + [1.0] * (batch_size - offline_rows)
+    empty = cal_ql.TransitionBuffer(2, 1, 10, CPU)
+    assert cal_ql.sample_mixed(offline, empty, 16, ratio)["rewards"].sum() == 0  # nothing online yet
+
+
+def test_buffer_checkpoint_keeps_only_online_rows_and_restores_them():
+    buffer = cal_ql.TransitionBuffer(2, 1, 8, CPU)
+    rows = lambda count, value: {key: np.full((count,) + ((2,) if "observations" in key else (1,) if key == "actions" else ()), value)  # noqa: E731
+                                 for key in cal_ql.BUFFER_KEYS}
+    buffer.add(rows(5, 0.0))
+    buffer.freeze()
+    buffer.add(rows(3, 2.0))
+    state = buffer.state_dict()
+    assert state["rewards"].tolist() == [2.0, 2.0, 2.0] and state["size"] == 8
+    buffer.data["rewards"][5:] = -1  # the saved rows are a copy
+    buffer.size = 5
+    buffer.load_state_dict(state)
+    assert buffer.size == 8 and buffer.data["rewards"].tolist() == [0.0] * 5 + [2.0] * 3
+
+
+def test_regret_from_a_known_evaluation_sequence():
+    evaluations = [{"eval/normalized_score_mean": 20.0}, {"eval/normalized_score_mean": 50.0},
+                   {"eval/normalized_score_mean": 130.0}, {"eval/normalized_score_mean": -10.0}]
+    scores = [cal_ql.fraction_of_best(metrics) for metrics in evaluations]
+    assert scores == [0.2, 0.5, 1.0, 0.0]
+    assert cal_ql.regret(scores) == pytest.approx((0.8 + 0.5 + 0.0 + 1.0) / 4)
+    assert cal_ql.fraction_of_best({"eval/success_rate": 0.75}) == 0.75
+
+
+# ---------------------------------------------------------------------------- CQL term
+
+def tables():
+    """One critic, one state, two samples per action set, hand-picked values."""
+    q_data = torch.tensor([[2.0]])
+    q_random = torch.tensor([[[1.0, 3.0]]])
+    q_current = torch.tensor([[[4.0, 0.0]]])
+    q_next = torch.tensor([[[1.0, 6.0]]])
+    log_pi_current = torch.tensor([[0.5, -1.0]])
+    log_pi_next = torch.tensor([[-0.5, 2.0]])
+    return q_data, q_random, q_current, q_next, log_pi_current, log_pi_next
+
+
+def test_cql_term_without_importance_sampling_on_known_q_tables():
+    q_data, q_random, q_current, q_next, lp_c, lp_n = tables()
+    gap, _ = cal_ql.cql_difference(q_data, q_random, q_current, q_next, lp_c, lp_n, 3, False, 1.0, -1e30, 1e30)
+    expected = math.log(sum(math.exp(v) for v in (1, 3, 2, 1, 6, 4, 0))) - 2.0
+    assert gap.item() == pytest.approx(expected, rel=1e-6)
+    cooled, _ = cal_ql.cql_difference(q_data, q_random, q_current, q_next, lp_c, lp_n, 3, False, 2.0, -1e30, 1e30)
+    assert cooled.item() == pytest.approx(2.0 * math.log(sum(math.exp(v / 2) for v in (1, 3, 2, 1, 6, 4, 0))) - 2.0, rel=1e-6)
+    clipped, _ = cal_ql.cql_difference(q_data, q_random, q_current, q_next, lp_c, lp_n, 3, False, 1.0, -1.0, 1.0)
+    assert clipped.item() == 1.0
+
+
+def test_cql_term_with_importance_sampling_on_known_q_tables():
+    q_data, q_random, q_current, q_next, lp_c, lp_n = tables()
+    gap, _ = cal_ql.cql_difference(q_data, q_random, q_current, q_next, lp_c, lp_n, 3, True, 1.0, -1e30, 1e30)
+    uniform = 3 * math.log(2.0)  # -log density of U[-1, 1]^3
+    values = [1 + uniform, 3 + uniform, 1 + 0.5, 6 - 2.0, 4 - 0.5, 0 + 1.0]
+    assert gap.item() == pytest.approx(math.log(sum(math.exp(v) for v in values)) - 2.0, rel=1e-6)
+
+
+def test_calibration_raises_exactly_the_policy_sample_q_values_below_the_bound():
+    q_data, q_random, q_current, q_next, lp_c, lp_n = tables()
+    bound = torch.tensor([3.5])
+    for importance_sample in (True, False):
+        gap, rate = cal_ql.cql_difference(q_data, q_random, q_current, q_next, lp_c, lp_n, 3, importance_sample,
+                                          1.0, -1e30, 1e30, mc_returns=bound)
+        by_hand, _ = cal_ql.cql_difference(  # 0 -> 3.5 and 1 -> 3.5; 4, 6 and the random set (1 < 3.5) untouched
+            q_data, q_random, torch.tensor([[[4.0, 3.5]]]), torch.tensor([[[3.5, 6.0]]]), lp_c, lp_n, 3,
+            importance_sample, 1.0, -1e30, 1e30)
+        assert gap.item() == pytest.approx(by_hand.item(), rel=1e-6)
+        assert rate.item() == 0.5  # one of the two pi(.|s) samples was below the bound
+
+
+def tiny_cql(**overrides):
+    config = cal_ql.TrainConfig(actor_hidden_dims=(8,), critic_hidden_dims=(8,), cql_n_actions=4, **overrides)
+    return cal_ql.CQL(4, 2, config, CPU)
+
+
+def random_batch(size=16):
+    generator = torch.Generator().manual_seed(0)
+    rand = lambda *shape: torch.rand(*shape, generator=generator)  # noqa: E731
+    return {"observations": rand(size, 4), "actions": rand(size, 2) * 2 - 1, "rewards": rand(size),
+            "next_observations": rand(size, 4), "dones": (rand(size) < 0.1).float(), "mc_returns": rand(size) * 10}
+
+
+@pytest.mark.parametrize("target_gap, direction", [(1e3, -1), (-1e3, 1)])
+def test_lagrange_multiplier_grows_when_the_gap_exceeds_its_target_and_shrinks_otherwise(target_gap, direction):
+    agent = tiny_cql(cql_lagrange=True, cql_target_action_gap=target_gap)
+    assert agent.log_alpha_prime.item() == 1.0  # official init
+    agent.train_step(random_batch())
+    assert np.sign(agent.log_alpha_prime.item() - 1.0) == direction
+
+
+def test_cql_term_sends_no_gradient_into_the_actor_and_output_layers_start_small():
+    agent = tiny_cql()
+    losses = agent.losses(random_batch())
+    gradients = torch.autograd.grad(losses["qf_loss"], list(agent.actor.parameters()), allow_unused=True)
+    assert all(gradient is None for gradient in gradients)
+    output = agent.actor.trunk[-1].weight
+    assert torch.linalg.svdvals(output).max().item() == pytest.approx(1e-2, rel=1e-4)
+    assert agent.actor.log_std_multiplier.requires_grad and agent.actor.log_std_offset.item() == -1.0
+
+
+def test_every_loss_uses_the_pre_update_parameters():
+    agent = tiny_cql(cql_lagrange=True)
+    batch = random_batch()
+    torch.manual_seed(5)
+    before = agent.losses(batch)
+    expected = {name: torch.autograd.grad(before[name], params, allow_unused=True) for name, params in (
+        ("policy_loss", list(agent.actor.parameters())), ("qf_loss", list(agent.critic.parameters())))}
+    torch.manual_seed(5)
+    agent.train_step(batch)
+    # Adam's first step moves each parameter by lr * sign(gradient) (up to eps), so the step reveals
+    # which gradient was used: the one of the losses before any part was updated.
+    for name, module, lr in (("policy_loss", agent.actor, agent.config.policy_lr), ("qf_loss", agent.critic, agent.config.qf_lr)):
+        state = agent.actor_optimizer.state if name == "policy_loss" else agent.critic_optimizer.state
+        for parameter, gradient in zip(module.parameters(), expected[name]):
+            if gradient is None:
+                continue
+            torch.testing.assert_close(state[parameter]["exp_avg"], 0.1 * gradient, rtol=1e-4, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------- IQL
+
+def test_expectile_loss_values_and_gradients_on_known_inputs():
+    difference = torch.tensor([-2.0, 1.0, 0.0], requires_grad=True)
+    loss = iql.expectile_loss(difference, 0.7)
+    torch.testing.assert_close(loss, torch.tensor([0.3 * 4.0, 0.7 * 1.0, 0.0]))
+    loss.sum().backward()
+    torch.testing.assert_close(difference.grad, torch.tensor([2 * 0.3 * -2.0, 2 * 0.7 * 1.0, 0.0]))
+
+
+def test_advantage_weights_are_clipped_at_100():
+    weights = iql.advantage_weights(torch.tensor([0.0, 1.0, -1.0, 2.0, 50.0]), beta=3.0)
+    torch.testing.assert_close(weights, torch.tensor([1.0, math.exp(3.0), math.exp(-3.0), 100.0, 100.0]))
+
+
+def test_offline_actor_lr_decays_by_cosine_then_holds_and_fine_tuning_never_decays():
+    config = iql.TrainConfig(actor_hidden_dims=(8,), critic_hidden_dims=(8,), actor_lr=1e-3)
+    decaying = iql.IQL(4, 2, config, CPU, decay_steps=10)
+    constant = iql.IQL(4, 2, config, CPU, decay_steps=0)
+    lrs = {"decaying": [], "constant": []}
+    for _ in range(16):
+        for name, agent in (("decaying", decaying), ("constant", constant)):
+            agent.train_step(random_batch())
+            lrs[name].append(agent.actor_optimizer.param_groups[0]["lr"])
+    assert lrs["decaying"][4] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 5 / 10)))
+    assert lrs["decaying"][9:] == [0.0] * 7  # holds at the end instead of climbing back
+    assert lrs["constant"] == [1e-3] * 16
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # the spy replaces optimizer.step
+def test_iql_update_order_is_value_actor_q_target():
+    agent = iql.IQL(4, 2, iql.TrainConfig(actor_hidden_dims=(8,), critic_hidden_dims=(8,)), CPU, decay_steps=0)
+    calls = []
+    for name in ("value_optimizer", "actor_optimizer", "critic_optimizer"):
+        optimizer = getattr(agent, name)
+        original = optimizer.step
+        optimizer.step = lambda *args, _name=name, _original=original, **kwargs: (calls.append(_name), _original(*args, **kwargs))[1]
+    agent.train_step(random_batch())
+    assert calls == ["value_optimizer", "actor_optimizer", "critic_optimizer"]

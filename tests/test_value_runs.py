@@ -1,0 +1,145 @@
+"""Whole runs of the five value-based scripts: tiny networks, tiny generated hopper data, CPU."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import load_script, run_cli
+
+
+SCRIPTS = {name: load_script(f"algorithms/{name}.py") for name in
+           ("offline/cql", "offline/iql", "finetune/cql", "finetune/cal_ql", "finetune/iql")}
+TINY = ["--actor_hidden_dims", "[16,16]", "--critic_hidden_dims", "[16,16]", "--batch_size", "32", "--n_episodes", "2",
+        "--wandb_mode", "disabled", "--device", "cpu", "--cql_n_actions", "3"]
+
+
+def tiny_config(name: str, dataset: Path, run_dir: Path, **overrides):
+    script = SCRIPTS[name]
+    args = [arg for arg in TINY if "iql" not in name or "cql" not in arg and arg != "3"]
+    args += ["--dataset", str(dataset), "--run_dir", str(run_dir)]
+    for key, value in overrides.items():
+        args += [f"--{key}", str(value)]
+    return script.parse_config(script.TrainConfig, args)
+
+
+def rows(run_dir: Path):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("name", ["offline/cql", "offline/iql"])
+def test_offline_script_runs_end_to_end(name, hopper_random, tmp_path):
+    config = tiny_config(name, hopper_random, tmp_path / "run", max_timesteps=60, log_every=20, eval_freq=60,
+                         checkpoint_every=60)
+    summary = SCRIPTS[name].train(config)
+    assert summary["offline_steps"] == 60 and summary["online_env_steps"] == 0
+    assert [row["step"] for row in rows(tmp_path / "run") if "train/updates_per_second" in row] == [20, 40, 60]
+    assert np.isfinite(summary["eval/return_mean"]) and "eval/normalized_score_mean" in summary
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["eval/return_mean"] == summary["eval/return_mean"]
+    checkpoint = torch.load(next((tmp_path / "run" / "checkpoints").iterdir()), weights_only=False)
+    if name == "offline/iql":  # cosine decay over max_timesteps reaches 0 at the end
+        assert checkpoint["agent"]["actor_optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+FINETUNE = dict(offline_iterations=40, log_every=20, eval_freq=100, checkpoint_every=100)
+
+
+@pytest.mark.parametrize("name", ["finetune/cql", "finetune/cal_ql", "finetune/iql"])
+def test_finetune_resumed_from_an_online_checkpoint_matches_a_straight_run(name, hopper_random, tmp_path):
+    straight = SCRIPTS[name].train(tiny_config(name, hopper_random, tmp_path / "a", online_iterations=250, **FINETUNE))
+    first = SCRIPTS[name].train(tiny_config(name, hopper_random, tmp_path / "b", online_iterations=120, **FINETUNE))
+    assert 120 <= first["online_env_steps"] < 250
+    script = SCRIPTS[name]
+    checkpoint = torch.load(sorted((tmp_path / "b" / "checkpoints").iterdir())[-1], weights_only=False)
+    online_rows = checkpoint["online_buffer"]["size"] - checkpoint["online_buffer"]["frozen"]
+    assert online_rows == first["online_env_steps"] > 0  # the online steps are in the checkpoint
+    resumed = script.train(script.parse_config(script.TrainConfig, ["--resume", str(tmp_path / "b"),
+                                                                    "--online_iterations", "250"]))
+    assert resumed["online_env_steps"] == straight["online_env_steps"]
+    assert resumed["eval/return_mean"] == pytest.approx(straight["eval/return_mean"], rel=1e-6)
+    assert resumed["eval/regret"] == pytest.approx(straight["eval/regret"], rel=1e-6)
+
+    evaluations = [row for row in rows(tmp_path / "a") if "eval/regret" in row]
+    assert evaluations[0]["step"] == 40 and evaluations[0]["online/env_steps"] == 0  # fine-tuning step 0 counts
+    # Scheduled evaluations: step 0 and each one in a new eval_freq bucket of env steps (an extra one
+    # at the end of the run, inside the same bucket, is logged but not counted).
+    buckets = [row["online/env_steps"] // 100 for row in evaluations]
+    scores = [row["eval/normalized_score_mean"] for index, row in enumerate(evaluations)
+              if index == 0 or buckets[index] != buckets[index - 1]]
+    assert len(scores) == 3  # env steps 0, >= 100, >= 200
+    assert straight["eval/regret"] == pytest.approx(np.mean(1 - np.clip(np.array(scores) / 100, 0, 1)))
+    assert straight["online/evaluation_scores"] == pytest.approx(list(np.clip(np.array(scores) / 100, 0, 1)))
+    lr = checkpoint["agent"]["actor_optimizer"]["param_groups"][0]["lr"]
+    assert lr == (script.TrainConfig.actor_lr if name == "finetune/iql" else script.TrainConfig.policy_lr)
+
+
+def test_cal_ql_and_cql_finetune_differ_only_in_calibration():
+    cql, cal_ql = SCRIPTS["finetune/cql"].TrainConfig(), SCRIPTS["finetune/cal_ql"].TrainConfig()
+    differing = {key for key, value in vars(cql).items() if vars(cal_ql)[key] != value}
+    assert differing == {"enable_calql", "group", "name"}
+    cql_text = Path(SCRIPTS["finetune/cql"].__file__).read_text()
+    cal_text = Path(SCRIPTS["finetune/cal_ql"].__file__).read_text()
+    assert cql_text.split("@dataclass\nclass TrainConfig(CQLConfig, FineTuneSchedule)")[0].split('"""', 2)[2] == \
+        cal_text.split("@dataclass\nclass TrainConfig(CQLConfig, FineTuneSchedule)")[0].split('"""', 2)[2]
+
+
+def test_bad_values_give_a_clear_error_and_exit_2(tmp_path):
+    result = run_cli("algorithms/finetune/cal_ql.py", "--mixing_ratio", "1.5", "--run_dir", str(tmp_path / "run"))
+    assert result.returncode == 2 and "mixing_ratio" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_value_based_configs_name_the_dataset_of_their_file():
+    """configs/<stage>/<cql|iql|cal_ql>/<domain>/<file>.yaml must train on the dataset its path names."""
+    from conftest import ROOT
+
+    for algorithm in ("offline/cql", "offline/iql", "finetune/cql", "finetune/cal_ql", "finetune/iql"):
+        paths = sorted((ROOT / "configs" / algorithm).rglob("*.yaml"))
+        assert len(paths) == 33, algorithm  # 12 locomotion, 6 antmaze, 12 adroit, 3 kitchen
+        for path in paths:
+            dataset = next(line.split(": ")[1] for line in path.read_text().splitlines() if line.startswith("dataset:"))
+            domain, stem = path.parent.name, path.stem
+            if domain in ("antmaze", "kitchen"):
+                expected = f"{domain}-{stem.rsplit('_', 1)[0].replace('_', '-')}-{stem.rsplit('_', 1)[1]}"
+            else:
+                prefix = "" if domain == "adroit" else f"{domain}-"
+                expected = f"{prefix}{stem.rsplit('_', 1)[0].replace('_', '-')}-{stem.rsplit('_', 1)[1]}"
+            assert dataset == expected, path
+
+
+def test_sigterm_in_the_online_phase_checkpoints_and_the_run_resumes(hopper_random, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    run_dir = tmp_path / "run"
+    args = TINY + ["--dataset", str(hopper_random), "--run_dir", str(run_dir), "--offline_iterations", "20",
+                                    "--online_iterations", "1000000", "--log_every", "10", "--eval_freq", "100000",
+                                    "--checkpoint_every", "100000"]
+    one_thread = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny networks: threads only contend
+    process = subprocess.Popen([sys.executable, "algorithms/finetune/cal_ql.py", *args], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=one_thread)
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("online/episodes") >= 2):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    offline_end, stopped = sorted((run_dir / "checkpoints").iterdir())  # end of the offline phase, then the signal
+    assert offline_end.name == "step_000000020.pt"
+    checkpoint = torch.load(stopped, weights_only=False)
+    assert checkpoint["env_steps"] > 0 and checkpoint["online_buffer"]["size"] - checkpoint["online_buffer"]["frozen"] == checkpoint["env_steps"]
+    target = checkpoint["env_steps"] + 30
+    result = subprocess.run([sys.executable, "algorithms/finetune/cal_ql.py", "--resume", str(run_dir),
+                             "--online_iterations", str(target)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300, env=one_thread)
+    assert result.returncode == 0, result.stderr
+    assert "(online phase)" in result.stdout
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert target <= summary["online_env_steps"] < target + 1000 and summary["offline_steps"] == 20
