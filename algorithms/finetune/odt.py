@@ -576,7 +576,18 @@ def d4rl_env_spec(name: str) -> EnvSpec:
     raise UserError(f"D4RL dataset '{name}' has no Gymnasium mapping; mapped domains: {', '.join(D4RL_DOMAINS)}")
 
 
-class D4RLAntMaze(gym.Wrapper):
+class D4RLMazeFrame(gym.Wrapper):
+    """Base of the maze adapters: every observation goes through `_to_d4rl`."""
+
+    def _to_d4rl(self, observation: Dict[str, np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    def reset(self, **kwargs: Any) -> Tuple[np.ndarray, Dict[str, Any]]:
+        observation, info = self.env.reset(**kwargs)
+        return self._to_d4rl(observation), info
+
+
+class D4RLAntMaze(D4RLMazeFrame):
     """D4RL's antmaze observation [x, y, rest of qpos, qvel], with the start cell at the origin, and
     its sparse task: reward and success 1 within 0.5 of the goal."""
 
@@ -592,17 +603,13 @@ class D4RLAntMaze(gym.Wrapper):
     def _to_d4rl(self, observation: Dict[str, np.ndarray]) -> np.ndarray:
         return np.concatenate([observation["achieved_goal"] - self.origin, observation["observation"]])
 
-    def reset(self, **kwargs: Any) -> Tuple[np.ndarray, Dict[str, Any]]:
-        observation, info = self.env.reset(**kwargs)
-        return self._to_d4rl(observation), info
-
     def step(self, action: np.ndarray) -> Tuple[np.ndarray, float, bool, bool, Dict[str, Any]]:
         observation, _, terminated, truncated, info = self.env.step(action)
         success = bool(np.linalg.norm(observation["achieved_goal"] - observation["desired_goal"]) <= 0.5)
         return self._to_d4rl(observation), float(success), terminated, truncated, {**info, "success": success}
 
 
-class D4RLMaze2d(gym.Wrapper):
+class D4RLMaze2d(D4RLMazeFrame):
     """D4RL's maze2d frame: cell (row, column) is centred at (row - 0.2, column - 0.2) and the target is
     (goal row, goal column); Gymnasium centres it at (column - cx, cy - row). Positions, velocities and
     actions are rotated between the two, and reward and success follow D4RL's rule in its frame."""
@@ -618,10 +625,6 @@ class D4RLMaze2d(gym.Wrapper):
     def _to_d4rl(self, observation: Dict[str, np.ndarray]) -> np.ndarray:
         x, y, velocity_x, velocity_y = observation["observation"]
         return np.array([self.offset[0] - y, self.offset[1] + x, -velocity_y, velocity_x])
-
-    def reset(self, **kwargs: Any) -> Tuple[np.ndarray, Dict[str, Any]]:
-        observation, info = self.env.reset(**kwargs)
-        return self._to_d4rl(observation), info
 
     def step(self, action: np.ndarray) -> Tuple[np.ndarray, float, bool, bool, Dict[str, Any]]:
         observation, _, terminated, truncated, info = self.env.step(np.array([action[1], -action[0]]))
