@@ -1,4 +1,5 @@
 """Shared fixtures: tiny datasets made by the project's own generator, and script loading."""
+
 import importlib.util
 import os
 import subprocess
@@ -40,14 +41,18 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.Co
 
 @pytest.fixture(scope="session")
 def generator() -> ModuleType:
-    return load_script("tools/generate_dataset.py")
+    import d4rl_compat.generate
+
+    return d4rl_compat.generate
 
 
 @pytest.fixture(scope="session")
 def hopper_random(tmp_path_factory) -> Path:
     """3000 transitions of uniformly random actions on Hopper-v5, written by the generator CLI."""
     path = tmp_path_factory.mktemp("data") / "hopper-random.hdf5"
-    result = run_cli("tools/generate_dataset.py", "--env", "hopper", "--num_transitions", "3000", "--output", str(path))
+    result = run_cli(
+        "-m", "d4rl_compat.generate", "--env", "hopper", "--num_transitions", "3000", "--output", str(path)
+    )
     assert result.returncode == 0, result.stderr
     return path
 
@@ -75,7 +80,15 @@ def hopper_linear(tmp_path_factory, generator) -> Path:
         arrays = generator.collect(spec, "linear", 2000, seed=0)
     finally:
         del generator.BEHAVIOUR_POLICIES["linear"]
-    generator.write_hdf5(path, arrays, {"env_id": spec.env_id, "env_kwargs": "{}", "max_episode_steps": 1000,
-                                        "ref_min_score": spec.ref_min_score, "ref_max_score": spec.ref_max_score})
+    generator.write_hdf5(
+        path,
+        arrays,
+        {
+            "env_id": spec.env_id,
+            "env_kwargs": "{}",
+            "max_episode_steps": 1000,
+            "ref_min_score": spec.ref_min_score,
+            "ref_max_score": spec.ref_max_score,
+        },
+    )
     return path
-

@@ -8,11 +8,13 @@ A script embeds a block between two marker lines:
 
 The copied text is everything below the `# === block ===` line of blocks/<name>.py. The lines
 above it are the block's imports: plain imports must also appear in the script's own import
-section, and `from blocks.<other> import ...` means <other> must be embedded earlier.
+section, and `from blocks.<other> import ...` means <other> must be embedded in the script too
+(anywhere: Python resolves the names at call time, so the plumbing can sit at the bottom).
 
     python tools/sync_blocks.py          # rewrite the copies from their sources
     python tools/sync_blocks.py --check  # exit 1 and name each copy that differs (used by the tests)
 """
+
 import ast
 import re
 import sys
@@ -25,6 +27,7 @@ SCRIPT_DIRS = ("algorithms",)
 SEPARATOR = "# === block ===\n"
 BEGIN = re.compile(r"^# === shared block: (\w+) \(edit blocks/\1\.py, then run tools/sync_blocks\.py\) ===\n$")
 END = "# === end shared block: {} ===\n"
+BEGIN_ANY = re.compile(r"^# === shared block: (\w+) ", re.MULTILINE)
 
 
 def imported_names(source: str) -> Set[str]:
@@ -54,7 +57,7 @@ def sync_text(text: str, script: Path) -> Tuple[str, List[str]]:
     lines = text.splitlines(keepends=True)
     output: List[str] = []
     problems: List[str] = []
-    embedded: List[str] = []
+    embedded = set(BEGIN_ANY.findall(text))
     first_block = next((i for i, line in enumerate(lines) if BEGIN.match(line)), len(lines))
     script_imports = imported_names("".join(lines[:first_block]))
     index = 0
@@ -73,14 +76,13 @@ def sync_text(text: str, script: Path) -> Tuple[str, List[str]]:
         for imported in sorted(imports):
             dependency = re.match(r"blocks\.(\w+)\.", imported)
             if dependency and dependency.group(1) not in embedded:
-                problems.append(f"{script}: block '{name}' needs block '{dependency.group(1)}' embedded before it")
+                problems.append(f"{script}: block '{name}' needs block '{dependency.group(1)}' embedded too")
             elif not dependency and imported not in script_imports:
                 problems.append(f"{script}: block '{name}' needs `{imported}` imported by the script")
         if "".join(lines[index:end]) != body:
             problems.append(f"{script}: copy of block '{name}' differs from blocks/{name}.py")
         output.append(body)
         output.append(lines[end])
-        embedded.append(name)
         index = end + 1
     return "".join(output), problems
 

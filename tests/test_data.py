@@ -1,16 +1,24 @@
-"""The data and environment layer: loading, validation, episodes, returns-to-go, scores, generator."""
-import json
+"""The synced data plumbing (blocks/data.py): loading, validation, episodes, scores, D4RL locomotion names."""
+
+import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-from blocks.datasets import episode_bounds, load_dataset, read_hdf5, returns_to_go, state_stats
-from blocks.envs import D4RL_FILES, D4RL_URL_ROOT, d4rl_env_spec, d4rl_ref_scores
+import d4rl_compat
+from blocks.data import (
+    LOCOMOTION,
+    LOCOMOTION_LEVELS,
+    EnvSpec,
+    episode_bounds,
+    load_dataset,
+    read_hdf5,
+    state_stats,
+    step_success,
+)
 from blocks.runtime import UserError
-
-SHARED_D4RL_TABLE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "d4rl_datasets.json"
 
 
 def test_episode_bounds_split_on_terminals_and_timeouts_and_keep_trailing_episode():
@@ -19,21 +27,6 @@ def test_episode_bounds_split_on_terminals_and_timeouts_and_keep_trailing_episod
     starts, ends = episode_bounds(terminals, timeouts)
     assert starts.tolist() == [0, 2, 4]
     assert ends.tolist() == [2, 4, 7]
-
-
-def test_returns_to_go_sum_to_the_end_of_each_episode_only():
-    rewards = np.array([1.0, 2.0, 3.0, 10.0, 20.0], np.float32)
-    starts, ends = np.array([0, 3]), np.array([3, 5])
-    assert returns_to_go(rewards, starts, ends).tolist() == [6.0, 5.0, 3.0, 30.0, 20.0]
-
-
-def test_returns_to_go_precision_on_a_long_dataset():
-    rng = np.random.default_rng(0)
-    rewards = rng.uniform(0, 10, 200_000).astype(np.float32)
-    starts, ends = episode_bounds(np.zeros(len(rewards), bool), (np.arange(len(rewards)) % 1000) == 999)
-    rtg = returns_to_go(rewards, starts, ends)
-    expected = np.cumsum(rewards[-1000:][::-1], dtype=np.float64)[::-1]
-    np.testing.assert_allclose(rtg[-1000:], expected, rtol=1e-6)
 
 
 def test_state_stats_normalise_to_zero_mean_unit_std():
@@ -46,27 +39,45 @@ def test_state_stats_normalise_to_zero_mean_unit_std():
     assert np.isfinite((constant - state_stats(constant)[0]) / state_stats(constant)[1]).all()
 
 
-def test_normalized_scores_use_d4rl_reference_constants():
-    spec = d4rl_env_spec("hopper-medium-v2")
-    assert spec.env_id == "Hopper-v5"
-    np.testing.assert_allclose(spec.normalized_score([-20.272305, 3234.3, 1607.0139475]), [0.0, 100.0, 50.0])
-    assert d4rl_env_spec("walker2d-random-v2").normalized_score([4592.3]) == pytest.approx(100.0)
-    assert d4rl_env_spec("ant-medium-v2").env_id == "Ant-v4"
+def test_locomotion_names_map_to_v5_envs_and_d4rl_reference_scores(tmp_path, monkeypatch):
+    monkeypatch.setenv("D4RL_DATASET_DIR", str(tmp_path))
+    spec = EnvSpec("Hopper-v5", {}, 1000, *LOCOMOTION["hopper"][2:])
+    metrics = spec.metrics("eval", np.array([-20.272305, 3234.3]), np.array([5, 7]), np.zeros(2, bool))
+    assert metrics["eval/normalized_score_mean"] == pytest.approx(50.0)
+    assert metrics["eval/length_mean"] == 6.0 and "eval/success_rate" not in metrics
+    assert EnvSpec("X", reports_success=True).metrics("a", [1.0], [1], [True])["a/success_rate"] == 1.0
+    assert LOCOMOTION["ant"][:2] == ("Ant-v4", {"use_contact_forces": True})
 
 
-@pytest.mark.skipif(not SHARED_D4RL_TABLE.exists(), reason="../shared/reference is only beside the project checkout")
-def test_embedded_d4rl_table_matches_the_reference_file():
-    reference = json.loads(SHARED_D4RL_TABLE.read_text())
-    assert set(D4RL_FILES) == set(reference)
-    for name, entry in reference.items():
-        assert D4RL_URL_ROOT + D4RL_FILES[name] == entry["url"], name
-        assert d4rl_ref_scores(name) == (entry["ref_min_score"], entry["ref_max_score"]), name
+def test_locomotion_address_rule_matches_the_full_d4rl_table():
+    """The scripts build v1/v2 locomotion addresses by rule; the package holds D4RL's full table."""
+    covered = 0
+    for name in d4rl_compat.D4RL_FILES:
+        domain, _, level = name.rpartition("-v")[0].partition("-")
+        if domain in LOCOMOTION and level in LOCOMOTION_LEVELS and name[-3:] in ("-v1", "-v2"):
+            version = name[-2:]
+            file = f"{domain}_{level.replace('-', '_')}-{version}.hdf5"
+            url = f"http://rail.eecs.berkeley.edu/datasets/offline_rl/gym_mujoco_{version}/{file}"
+            assert url == d4rl_compat.dataset_url(name), name
+            fields = d4rl_compat.d4rl_env_spec(name)
+            assert (fields["env_id"], fields["ref_min_score"], fields["ref_max_score"]) == (
+                LOCOMOTION[domain][0],
+                *LOCOMOTION[domain][2:],
+            )
+            covered += 1
+    assert covered == 48
 
 
 def test_ant_maps_to_the_111_dimensional_env():
-    env = d4rl_env_spec("ant-random-v2").make()
+    env = EnvSpec(*LOCOMOTION["ant"][:2]).make()
     assert env.observation_space.shape == (111,)
     env.close()
+
+
+def test_step_success_reads_vector_env_infos():
+    assert step_success({}, 2).tolist() == [False, False]
+    infos = {"success": np.array([True, True]), "_success": np.array([True, False])}
+    assert step_success(infos, 2).tolist() == [True, False]
 
 
 def test_hdf5_round_trip_keeps_arrays_metadata_and_timeouts(hopper_random):
@@ -81,8 +92,15 @@ def test_hdf5_round_trip_keeps_arrays_metadata_and_timeouts(hopper_random):
     assert dataset.terminals.sum() > 10  # random hopper falls often
     assert dataset.timeouts[-1]  # the file ends mid-episode: a cut, never a terminal
     with h5py.File(hopper_random) as file:
-        np.testing.assert_array_equal(file["next_observations"][:-1][~(dataset.terminals | dataset.timeouts)[:-1]],
-                                      file["observations"][1:][~(dataset.terminals | dataset.timeouts)[:-1]])
+        np.testing.assert_array_equal(
+            file["next_observations"][:-1][~(dataset.terminals | dataset.timeouts)[:-1]],
+            file["observations"][1:][~(dataset.terminals | dataset.timeouts)[:-1]],
+        )
+
+
+def test_next_observations_and_goal_flags_are_kept_as_extras(hopper_random):
+    dataset = load_dataset(str(hopper_random))
+    assert dataset.extras["next_observations"].shape == dataset.observations.shape
 
 
 def test_generator_is_deterministic_for_a_seed(generator):
@@ -106,7 +124,7 @@ def test_generator_refuses_to_overwrite(hopper_random):
     from conftest import run_cli
 
     before = hopper_random.read_bytes()
-    result = run_cli("tools/generate_dataset.py", "--num_transitions", "10", "--output", str(hopper_random))
+    result = run_cli("-m", "d4rl_compat.generate", "--num_transitions", "10", "--output", str(hopper_random))
     assert result.returncode == 2
     assert "already exists" in result.stderr
     assert hopper_random.read_bytes() == before
@@ -150,6 +168,23 @@ def _copy_with(source: Path, target: Path, **changes) -> Path:
     return target
 
 
+def test_nan_in_next_observations_is_rejected(tmp_path, hopper_random):
+    arrays, _ = read_hdf5(hopper_random)
+    path = _copy_with(hopper_random, tmp_path / "nan-next.hdf5")
+    next_observations = arrays["next_observations"]
+    next_observations[11, 0] = np.inf
+    with h5py.File(path, "a") as file:
+        file.create_dataset("next_observations", data=next_observations)
+    with pytest.raises(UserError, match=r"NaN or inf in 'next_observations' \(first at row 11\)"):
+        load_dataset(str(path))
+
+
+def test_non_locomotion_names_need_the_package(monkeypatch):
+    monkeypatch.setitem(sys.modules, "d4rl_compat", None)  # as if it were not installed
+    with pytest.raises(UserError, match=r"antmaze.*pip install -e \."):
+        load_dataset("antmaze-umaze-v2", allow_download=False)
+
+
 def test_nan_in_data_is_rejected(tmp_path, hopper_random):
     observations = read_hdf5(hopper_random)[0]["observations"]
     observations[7, 2] = np.nan
@@ -188,15 +223,23 @@ def test_minari_dataset_loads_from_the_local_store(tmp_path, monkeypatch):
             observation, reward, *_ = env.step(actions[-1])
             observations.append(observation)
             rewards.append(reward)
-        episodes.append(EpisodeBuffer(observations=np.array(observations), actions=np.array(actions),
-                                      rewards=rewards, terminations=[False] * 30, truncations=[False] * 29 + [True]))
-    minari.create_dataset_from_buffers("test/hopper/tiny-v0", episodes, env=env,
-                                       ref_min_score=0.0, ref_max_score=100.0)
+        episodes.append(
+            EpisodeBuffer(
+                observations=np.array(observations),
+                actions=np.array(actions),
+                rewards=rewards,
+                terminations=[False] * 30,
+                truncations=[False] * 29 + [True],
+            )
+        )
+    minari.create_dataset_from_buffers("test/hopper/tiny-v0", episodes, env=env, ref_min_score=0.0, ref_max_score=100.0)
     dataset = load_dataset("minari:test/hopper/tiny-v0", allow_download=False)
     assert dataset.env.env_id == "Hopper-v5"
     assert dataset.observations.shape[1] == 11
     assert (dataset.terminals | dataset.timeouts).sum() == 3
-    assert dataset.env.normalized_score([50.0]) == pytest.approx(50.0)
+    assert dataset.extras["next_observations"].shape == (90, 11)
+    metrics = dataset.env.metrics("eval", np.array([50.0]), np.array([30]), np.zeros(1, bool))
+    assert metrics["eval/normalized_score_mean"] == pytest.approx(50.0)
 
 
 def test_missing_minari_dataset_is_a_clear_error(tmp_path, monkeypatch):

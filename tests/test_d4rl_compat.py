@@ -1,24 +1,52 @@
-"""D4RL names map to modern envs that speak D4RL's observation layout, frame and task."""
+"""The d4rl_compat package: D4RL names map to modern envs that speak D4RL's layout, frame and task."""
+
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from blocks.envs import d4rl_env_spec, step_success
+from blocks.data import EnvSpec
+from d4rl_compat import D4RL_FILES, d4rl_env_spec, dataset_url
+from d4rl_compat.envs import d4rl_ref_scores
+
+
+def make(name: str):
+    """The evaluation env a script builds for a D4RL name (through its EnvSpec and the adapter)."""
+    return EnvSpec(**{key: value for key, value in d4rl_env_spec(name).items() if key != "note"}).make()
+
 
 SHARED_D4RL_TABLE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "d4rl_datasets.json"
 # Observation and action sizes of D4RL's own envs.
-D4RL_SHAPES = {"hopper": (11, 3), "halfcheetah": (17, 6), "walker2d": (17, 6), "ant": (111, 8), "antmaze": (29, 8),
-               "pen": (45, 24), "door": (39, 28), "hammer": (46, 26), "relocate": (39, 30), "maze2d": (4, 2),
-               "kitchen": (60, 9)}
-REPRESENTATIVES = ["hopper-medium-v2", "ant-random-v2", "antmaze-large-play-v2", "pen-human-v1", "door-cloned-v1",
-                   "hammer-expert-v1", "relocate-human-v1", "maze2d-medium-dense-v1", "kitchen-mixed-v0"]
+D4RL_SHAPES = {
+    "hopper": (11, 3),
+    "halfcheetah": (17, 6),
+    "walker2d": (17, 6),
+    "ant": (111, 8),
+    "antmaze": (29, 8),
+    "pen": (45, 24),
+    "door": (39, 28),
+    "hammer": (46, 26),
+    "relocate": (39, 30),
+    "maze2d": (4, 2),
+    "kitchen": (60, 9),
+}
+REPRESENTATIVES = [
+    "hopper-medium-v2",
+    "ant-random-v2",
+    "antmaze-large-play-v2",
+    "pen-human-v1",
+    "door-cloned-v1",
+    "hammer-expert-v1",
+    "relocate-human-v1",
+    "maze2d-medium-dense-v1",
+    "kitchen-mixed-v0",
+]
 
 
 @pytest.mark.parametrize("name", REPRESENTATIVES)
 def test_env_shapes_match_d4rl(name):
-    env = d4rl_env_spec(name).make()
+    env = make(name)
     observation, _ = env.reset(seed=0)
     observation, *_ = env.step(env.action_space.sample())
     assert (observation.shape[0], env.action_space.shape[0]) == D4RL_SHAPES[name.split("-")[0]]
@@ -30,22 +58,24 @@ def test_env_shapes_match_d4rl(name):
 def test_every_d4rl_name_has_an_env_mapping():
     for name in json.loads(SHARED_D4RL_TABLE.read_text()):
         spec = d4rl_env_spec(name)
-        assert spec.env_id and spec.max_episode_steps, name
+        assert spec["env_id"] and spec["max_episode_steps"], name
 
 
 def test_episode_lengths_follow_d4rl():
-    assert d4rl_env_spec("pen-human-v1").max_episode_steps == 100
-    assert d4rl_env_spec("door-human-v1").max_episode_steps == 200
-    assert d4rl_env_spec("antmaze-umaze-v2").max_episode_steps == 700
-    assert d4rl_env_spec("antmaze-medium-play-v2").max_episode_steps == 1000
-    assert d4rl_env_spec("maze2d-large-v1").max_episode_steps == 800
-    assert d4rl_env_spec("kitchen-partial-v0").max_episode_steps == 280
+    assert d4rl_env_spec("pen-human-v1")["max_episode_steps"] == 100
+    assert d4rl_env_spec("door-human-v1")["max_episode_steps"] == 200
+    assert d4rl_env_spec("antmaze-umaze-v2")["max_episode_steps"] == 700
+    assert d4rl_env_spec("antmaze-medium-play-v2")["max_episode_steps"] == 1000
+    assert d4rl_env_spec("maze2d-large-v1")["max_episode_steps"] == 800
+    assert d4rl_env_spec("kitchen-partial-v0")["max_episode_steps"] == 280
 
 
-@pytest.mark.parametrize("name, goal", [("antmaze-umaze-v2", (0, 8)), ("antmaze-medium-diverse-v2", (20, 20)),
-                                        ("antmaze-large-play-v2", (32, 24))])
+@pytest.mark.parametrize(
+    "name, goal",
+    [("antmaze-umaze-v2", (0, 8)), ("antmaze-medium-diverse-v2", (20, 20)), ("antmaze-large-play-v2", (32, 24))],
+)
 def test_antmaze_starts_at_the_origin_and_rewards_d4rl_goal(name, goal):
-    env = d4rl_env_spec(name).make()
+    env = make(name)
     observation, _ = env.reset(seed=1)
     assert np.abs(observation[:2]).max() <= 0.11  # D4RL resets within 0.1 of the start
     inner = env.unwrapped
@@ -60,7 +90,7 @@ def test_antmaze_starts_at_the_origin_and_rewards_d4rl_goal(name, goal):
 
 
 def test_maze2d_frame_target_reward_and_action_directions():
-    env = d4rl_env_spec("maze2d-umaze-v1").make()
+    env = make("maze2d-umaze-v1")
     env.reset(seed=0)
     inner = env.unwrapped
     # D4RL's umaze target is cell (1, 1): put the point there (Gymnasium frame) and check D4RL's view.
@@ -75,7 +105,7 @@ def test_maze2d_frame_target_reward_and_action_directions():
         observation, *_ = env.step(np.array([1.0, 0.0]))  # push along D4RL's +x
     assert observation[2] > 0.5 and abs(observation[3]) < 0.05
     assert observation[0] > start[0]
-    dense = d4rl_env_spec("maze2d-umaze-dense-v1").make()
+    dense = make("maze2d-umaze-dense-v1")
     dense.reset(seed=0)
     _, reward, *_ = dense.step(np.zeros(2))
     assert 0.0 < reward < 1.0
@@ -84,12 +114,14 @@ def test_maze2d_frame_target_reward_and_action_directions():
 
 
 def test_kitchen_observation_carries_the_fixed_task_goal():
-    env = d4rl_env_spec("kitchen-mixed-v0").make()
+    env = make("kitchen-mixed-v0")
     observation, _ = env.reset(seed=0)
     goal = observation[30:]
     from gymnasium_robotics.envs.franka_kitchen.kitchen_env import OBS_ELEMENT_INDICES
 
-    task_indices = np.concatenate([OBS_ELEMENT_INDICES[task] for task in ("microwave", "kettle", "bottom burner", "light switch")])
+    task_indices = np.concatenate(
+        [OBS_ELEMENT_INDICES[task] for task in ("microwave", "kettle", "bottom burner", "light switch")]
+    )
     assert np.flatnonzero(goal).tolist() == sorted(index for index in task_indices if goal[index] != 0)
     assert set(np.flatnonzero(goal)) <= set(task_indices)
     assert not goal[OBS_ELEMENT_INDICES["slide cabinet"]].any()
@@ -97,7 +129,15 @@ def test_kitchen_observation_carries_the_fixed_task_goal():
     env.close()
 
 
-def test_step_success_reads_vector_env_infos():
-    infos = {"success": np.array([True, False, True]), "_success": np.array([True, True, False])}
-    assert step_success(infos, 3).tolist() == [True, False, False]
-    assert step_success({}, 2).tolist() == [False, False]
+@pytest.mark.skipif(not SHARED_D4RL_TABLE.exists(), reason="../shared/reference is only beside the project checkout")
+def test_name_table_matches_the_reference_file():
+    reference = json.loads(SHARED_D4RL_TABLE.read_text())
+    assert set(D4RL_FILES) == set(reference)
+    for name, entry in reference.items():
+        assert dataset_url(name) == entry["url"], name
+        assert d4rl_ref_scores(name) == (entry["ref_min_score"], entry["ref_max_score"]), name
+
+
+def test_unknown_names_are_rejected():
+    with pytest.raises(KeyError, match="not a D4RL dataset name"):
+        d4rl_env_spec("hopper-mediun-v2")

@@ -1,18 +1,19 @@
-"""Shared block: D4RL names, their Gymnasium environments and reference scores.
+"""D4RL names mapped to Gymnasium / gymnasium-robotics envs that speak D4RL's observation layout.
 
-Canonical source; see blocks/runtime.py for how blocks are copied into scripts.
+Every D4RL dataset name of the locomotion, AntMaze, Adroit, Maze2D and Kitchen suites maps to its
+file address, its reference scores and the modern env that evaluates it. The AntMaze, Maze2D and
+Kitchen adapters rebuild D4RL's observation frame and task on the maintained envs. The training
+scripts import this module lazily, only when a dataset outside D4RL's v1/v2 locomotion names is
+asked for (they carry that small table themselves).
 """
+
 import re
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 import gymnasium as gym
 import gymnasium_robotics
 import numpy as np
 
-from blocks.runtime import UserError
-
-# === block ===
 gym.register_envs(gymnasium_robotics)  # AntMaze, PointMaze, Adroit and Kitchen envs
 
 D4RL_URL_ROOT = "http://rail.eecs.berkeley.edu/datasets/offline_rl/"
@@ -161,7 +162,8 @@ D4RL_LOCOMOTION_ENVS: Dict[str, Tuple[str, Dict[str, Any], str]] = {
     "halfcheetah": ("HalfCheetah-v5", {}, "D4RL recorded HalfCheetah-v3 under mujoco-py; same 17-dim observation"),
     "walker2d": ("Walker2d-v5", {}, "D4RL recorded Walker2d-v3 under mujoco-py; same 17-dim observation"),
     "ant": (
-        "Ant-v4", {"use_contact_forces": True},
+        "Ant-v4",
+        {"use_contact_forces": True},
         "Ant-v4 with contact forces has D4RL's 111-dim layout; mujoco-py 2.x reported all-zero contact "
         "forces, so the last 84 dims of D4RL ant data are zeros while the modern env fills them",
     ),
@@ -170,15 +172,33 @@ D4RL_LOCOMOTION_ENVS: Dict[str, Tuple[str, Dict[str, Any], str]] = {
 D4RL_ANTMAZE_MAPS = {
     "umaze": ["11111", "1r001", "11101", "1g001", "11111"],
     "medium": ["11111111", "1r011001", "10010001", "11000111", "10010001", "10100101", "100010g1", "11111111"],
-    "large": ["111111111111", "1r0001000001", "101101010101", "100000010001", "101111011101",
-              "100101000001", "110101010111", "100100010g01", "111111111111"],
+    "large": [
+        "111111111111",
+        "1r0001000001",
+        "101101010101",
+        "100000010001",
+        "101111011101",
+        "100101000001",
+        "110101010111",
+        "100100010g01",
+        "111111111111",
+    ],
 }
 D4RL_MAZE2D_MAPS = {
     "open": ["1111111", "1000001", "100g001", "1000001", "1111111"],
     "umaze": ["11111", "1g001", "11101", "10001", "11111"],
     "medium": ["11111111", "10011001", "10010001", "11000111", "10010001", "10100101", "100010g1", "11111111"],
-    "large": ["111111111111", "100001000001", "101101010101", "100000010001", "101111011101",
-              "100101000001", "110101010111", "100100010g01", "111111111111"],
+    "large": [
+        "111111111111",
+        "100001000001",
+        "101101010101",
+        "100000010001",
+        "101111011101",
+        "100101000001",
+        "110101010111",
+        "100100010g01",
+        "111111111111",
+    ],
 }
 D4RL_MAZE2D_STEPS = {"open": 150, "umaze": 300, "medium": 600, "large": 800}
 D4RL_KITCHEN_TASKS = {
@@ -188,33 +208,6 @@ D4RL_KITCHEN_TASKS = {
 }
 ADROIT_DOMAINS = ("pen", "door", "hammer", "relocate")
 D4RL_DOMAINS = (*D4RL_LOCOMOTION_ENVS, *ADROIT_DOMAINS, "antmaze", "maze2d", "kitchen")
-
-
-@dataclass(frozen=True)
-class EnvSpec:
-    """How to build the evaluation env of a dataset and normalise its returns."""
-
-    env_id: str
-    kwargs: Dict[str, Any] = field(default_factory=dict)
-    max_episode_steps: Optional[int] = None
-    ref_min_score: Optional[float] = None
-    ref_max_score: Optional[float] = None
-    note: str = ""
-    reports_success: bool = False  # goal-reaching envs put a 0/1 `success` in the step info
-    adapter: str = ""  # a key of ENV_ADAPTERS: makes the modern env speak D4RL's observation layout
-
-    def make(self) -> gym.Env:
-        env = gym.make(self.env_id, max_episode_steps=self.max_episode_steps, **self.kwargs)
-        return ENV_ADAPTERS[self.adapter](env) if self.adapter else env
-
-    def make_vector(self, num_envs: int) -> gym.vector.VectorEnv:
-        # Sync, not async: on few cores batching the policy across envs is where time is saved.
-        return gym.vector.SyncVectorEnv([self.make for _ in range(num_envs)])
-
-    def normalized_score(self, returns: np.ndarray) -> Optional[np.ndarray]:
-        if self.ref_min_score is None or self.ref_max_score is None:
-            return None
-        return 100.0 * (np.asarray(returns) - self.ref_min_score) / (self.ref_max_score - self.ref_min_score)
 
 
 def d4rl_ref_scores(name: str) -> Tuple[float, float]:
@@ -227,53 +220,6 @@ def _maze_map(rows: List[str], flip: bool) -> List[List[Any]]:
     cells = {"0": 0, "1": 1, "r": "r", "g": "g"}
     grid = [[cells[cell] for cell in row] for row in rows]
     return grid[::-1] if flip else grid
-
-
-def d4rl_env_spec(name: str) -> EnvSpec:
-    """The Gymnasium env that evaluates a D4RL dataset, with D4RL's reference scores."""
-    parts = re.sub(r"-v\d+$", "", name).split("-")
-    domain = parts[0]
-    ref_min, ref_max = d4rl_ref_scores(name)
-    if domain in D4RL_LOCOMOTION_ENVS:
-        env_id, kwargs, note = D4RL_LOCOMOTION_ENVS[domain]
-        return EnvSpec(env_id, dict(kwargs), 1000, ref_min, ref_max, note)
-    if domain in ADROIT_DOMAINS:
-        note = "AdroitHand*-v1 of gymnasium-robotics; same observations as D4RL's -v0 hand envs"
-        if domain != "pen":
-            note += "; its dense reward for door/hammer/relocate changed in gymnasium-robotics 1.2.1"
-        return EnvSpec(f"AdroitHand{domain.capitalize()}-v1", {}, 100 if domain == "pen" else 200,
-                       ref_min, ref_max, note, reports_success=True)
-    if domain == "antmaze":
-        maze = parts[1]
-        return EnvSpec(
-            f"AntMaze_{'UMaze' if maze == 'umaze' else maze.capitalize()}-v4",
-            {"maze_map": _maze_map(D4RL_ANTMAZE_MAPS[maze], flip=True), "continuing_task": True,
-             "reset_target": False},
-            700 if maze == "umaze" else 1000, ref_min, ref_max,
-            "gymnasium-robotics AntMaze-v4 laid out as D4RL's evaluation maze, observation in D4RL's frame "
-            "(start cell at the origin), D4RL's 0.5 goal radius; the ant model is Gymnasium's and the goal "
-            "sits at the goal cell's centre (D4RL: up to 1.5 off it)",
-            reports_success=True, adapter="d4rl_antmaze",
-        )
-    if domain == "maze2d":
-        maze = parts[1]
-        kwargs = {"maze_map": _maze_map(D4RL_MAZE2D_MAPS[maze], flip=False), "continuing_task": True,
-                  "reset_target": False, "reward_type": "dense" if "dense" in parts else "sparse"}
-        return EnvSpec(
-            f"PointMaze_{'UMaze' if maze == 'umaze' else maze.capitalize()}-v3", kwargs, D4RL_MAZE2D_STEPS[maze],
-            ref_min, ref_max,
-            "gymnasium-robotics PointMaze-v3; observations, actions, target and reward in D4RL's maze2d frame; "
-            "start cells and start noise are Gymnasium's",
-            reports_success=True, adapter="d4rl_maze2d",
-        )
-    if domain == "kitchen":
-        return EnvSpec(
-            "FrankaKitchen-v1", {"tasks_to_complete": D4RL_KITCHEN_TASKS[parts[1]]}, 280, ref_min, ref_max,
-            "gymnasium-robotics FrankaKitchen-v1 (needs mujoco < 3.12); observation rebuilt in D4RL's 60-dim "
-            "layout (robot qpos, object qpos, goal)",
-            adapter="d4rl_kitchen",
-        )
-    raise UserError(f"D4RL dataset '{name}' has no Gymnasium mapping; mapped domains: {', '.join(D4RL_DOMAINS)}")
 
 
 class D4RLMazeFrame(gym.Wrapper):
@@ -318,7 +264,9 @@ class D4RLMaze2d(D4RLMazeFrame):
         super().__init__(env)
         maze = env.unwrapped.maze
         self.offset = np.array([maze.y_map_center - 0.7, maze.x_map_center - 0.7])
-        self.target = np.array(next((i, j) for i, row in enumerate(maze.maze_map) for j, cell in enumerate(row) if cell == "g"), float)
+        self.target = np.array(
+            next((i, j) for i, row in enumerate(maze.maze_map) for j, cell in enumerate(row) if cell == "g"), float
+        )
         self.dense = env.unwrapped.reward_type == "dense"
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (4,), np.float64)
 
@@ -354,8 +302,80 @@ class D4RLKitchenObservation(gym.ObservationWrapper):
 ENV_ADAPTERS = {"d4rl_antmaze": D4RLAntMaze, "d4rl_maze2d": D4RLMaze2d, "d4rl_kitchen": D4RLKitchenObservation}
 
 
-def step_success(infos: Dict[str, Any], num_envs: int) -> np.ndarray:
-    """Per env of a vector env: did this step report reaching the goal (info['success'])?"""
-    if "success" not in infos:
-        return np.zeros(num_envs, dtype=bool)
-    return np.asarray(infos["success"], dtype=bool) & np.asarray(infos.get("_success", True), dtype=bool)
+def d4rl_env_spec(name: str) -> Dict[str, Any]:
+    """The fields of a script's EnvSpec for a D4RL name: env id and kwargs, episode length, reference
+    scores, whether the env reports `success`, the adapter that gives it D4RL's layout, and a note on
+    how it differs from the env D4RL recorded."""
+    if name not in D4RL_FILES:
+        raise KeyError(f"'{name}' is not a D4RL dataset name of the supported domains ({', '.join(D4RL_DOMAINS)})")
+    parts = re.sub(r"-v\d+$", "", name).split("-")
+    domain = parts[0]
+    ref_min, ref_max = d4rl_ref_scores(name)
+    spec = {"kwargs": {}, "ref_min_score": ref_min, "ref_max_score": ref_max, "reports_success": False, "adapter": ""}
+    if domain in D4RL_LOCOMOTION_ENVS:
+        env_id, kwargs, note = D4RL_LOCOMOTION_ENVS[domain]
+        return {**spec, "env_id": env_id, "kwargs": dict(kwargs), "max_episode_steps": 1000, "note": note}
+    if domain in ADROIT_DOMAINS:
+        note = "AdroitHand*-v1 of gymnasium-robotics; same observations as D4RL's -v0 hand envs"
+        if domain != "pen":
+            note += "; its dense reward for door/hammer/relocate changed in gymnasium-robotics 1.2.1"
+        return {
+            **spec,
+            "env_id": f"AdroitHand{domain.capitalize()}-v1",
+            "reports_success": True,
+            "note": note,
+            "max_episode_steps": 100 if domain == "pen" else 200,
+        }
+    maze = parts[1]
+    maze_id = "UMaze" if maze == "umaze" else maze.capitalize()
+    if domain == "antmaze":
+        return {
+            **spec,
+            "env_id": f"AntMaze_{maze_id}-v4",
+            "max_episode_steps": 700 if maze == "umaze" else 1000,
+            "kwargs": {
+                "maze_map": _maze_map(D4RL_ANTMAZE_MAPS[maze], flip=True),
+                "continuing_task": True,
+                "reset_target": False,
+            },
+            "reports_success": True,
+            "adapter": "d4rl_antmaze",
+            "note": "gymnasium-robotics AntMaze-v4 laid out as D4RL's evaluation maze, observation in D4RL's frame "
+            "(start cell at the origin), D4RL's 0.5 goal radius; the ant model is Gymnasium's and the goal "
+            "sits at the goal cell's centre (D4RL: up to 1.5 off it)",
+        }
+    if domain == "maze2d":
+        return {
+            **spec,
+            "env_id": f"PointMaze_{maze_id}-v3",
+            "max_episode_steps": D4RL_MAZE2D_STEPS[maze],
+            "kwargs": {
+                "maze_map": _maze_map(D4RL_MAZE2D_MAPS[maze], flip=False),
+                "continuing_task": True,
+                "reset_target": False,
+                "reward_type": "dense" if "dense" in parts else "sparse",
+            },
+            "reports_success": True,
+            "adapter": "d4rl_maze2d",
+            "note": "gymnasium-robotics PointMaze-v3; observations, actions, target and reward in D4RL's maze2d "
+            "frame; start cells and start noise are Gymnasium's",
+        }
+    return {  # kitchen
+        **spec,
+        "env_id": "FrankaKitchen-v1",
+        "kwargs": {"tasks_to_complete": D4RL_KITCHEN_TASKS[maze]},
+        "max_episode_steps": 280,
+        "adapter": "d4rl_kitchen",
+        "note": "gymnasium-robotics FrankaKitchen-v1 (needs mujoco < 3.12); observation rebuilt in D4RL's 60-dim "
+        "layout (robot qpos, object qpos, goal)",
+    }
+
+
+def dataset_url(name: str) -> str:
+    """The address D4RL downloads a dataset from."""
+    return D4RL_URL_ROOT + D4RL_FILES[name]
+
+
+def wrap(env: gym.Env, adapter: str) -> gym.Env:
+    """Applies the adapter an env spec names, so the modern env speaks D4RL's observation layout."""
+    return ENV_ADAPTERS[adapter](env)

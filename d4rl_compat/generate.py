@@ -1,6 +1,6 @@
 """Writes D4RL-format hdf5 datasets for Gymnasium MuJoCo envs, with the modern physics.
 
-    python tools/generate_dataset.py --env hopper --policy random --output data/hopper-random.hdf5
+    python -m d4rl_compat.generate --env hopper --policy random --output data/hopper-random.hdf5
 
 The file has D4RL's flat arrays (observations, next_observations, actions, rewards, terminals,
 timeouts, infos/qpos, infos/qvel) and a metadata/ group (env_id, env_kwargs, max_episode_steps,
@@ -12,22 +12,21 @@ Behaviour policies are entries of BEHAVIOUR_POLICIES: a class built from (env, s
 medium/expert level plug in the same way (medium-replay and medium-expert are then mixes of
 their runs).
 """
-import dataclasses
+
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Dict, List, Optional
 
 import gymnasium as gym
 import h5py
 import numpy as np
+import pyrallis
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for blocks/
-from blocks.envs import D4RL_LOCOMOTION_ENVS, EnvSpec, d4rl_env_spec  # noqa: E402
-from blocks.runtime import UserError, parse_config, run_main  # noqa: E402
+from d4rl_compat.envs import D4RL_LOCOMOTION_ENVS, d4rl_env_spec, wrap
 
 
 @dataclass
@@ -55,10 +54,29 @@ class RandomPolicy:
 BEHAVIOUR_POLICIES = {"random": RandomPolicy}
 
 
+@dataclass
+class EnvSpec:
+    """The env a dataset is recorded in, and the reference scores its metadata will carry."""
+
+    env_id: str
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+    max_episode_steps: Optional[int] = None
+    ref_min_score: Optional[float] = None
+    ref_max_score: Optional[float] = None
+    adapter: str = ""
+    note: str = ""
+
+    def make(self) -> gym.Env:
+        env = gym.make(self.env_id, max_episode_steps=self.max_episode_steps, **self.kwargs)
+        return wrap(env, self.adapter) if self.adapter else env
+
+
 def env_spec_for(env: str, max_episode_steps: int) -> EnvSpec:
     """A D4RL domain gets its D4RL env mapping and reference scores; any other id gets none."""
     if env in D4RL_LOCOMOTION_ENVS:
-        return dataclasses.replace(d4rl_env_spec(f"{env}-random-v2"), max_episode_steps=max_episode_steps)
+        fields = d4rl_env_spec(f"{env}-random-v2")
+        fields.pop("reports_success")
+        return EnvSpec(**{**fields, "max_episode_steps": max_episode_steps})
     return EnvSpec(env, {}, max_episode_steps)
 
 
@@ -112,8 +130,11 @@ def write_hdf5(path: Path, arrays: dict, metadata: dict) -> None:
     os.replace(partial, path)
 
 
-def main() -> None:
-    config = parse_config(GenerateConfig)
+def main(args: Optional[List[str]] = None) -> None:
+    try:
+        config = pyrallis.parse(config_class=GenerateConfig, args=args)
+    except Exception as error:  # pyrallis raises bare Exceptions for unknown keys and bad values
+        raise UserError(f"invalid arguments: {error}") from None
     if config.policy not in BEHAVIOUR_POLICIES:
         raise UserError(f"unknown policy '{config.policy}'; available: {', '.join(BEHAVIOUR_POLICIES)}")
     if config.num_transitions <= 0:
@@ -143,9 +164,19 @@ def main() -> None:
     write_hdf5(output, arrays, metadata)
     ends = np.flatnonzero(arrays["terminals"] | arrays["timeouts"]) + 1
     returns = np.add.reduceat(arrays["rewards"], np.concatenate([[0], ends[:-1]]))
-    print(f"wrote {output}: {config.num_transitions} transitions, {len(returns)} episodes, "
-          f"return mean {returns.mean():.1f} (min {returns.min():.1f}, max {returns.max():.1f})")
+    print(
+        f"wrote {output}: {config.num_transitions} transitions, {len(returns)} episodes, "
+        f"return mean {returns.mean():.1f} (min {returns.min():.1f}, max {returns.max():.1f})"
+    )
+
+
+class UserError(Exception):
+    """Bad arguments: reported as one message, exit code 2."""
 
 
 if __name__ == "__main__":
-    run_main(main)
+    try:
+        main()
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
