@@ -10,7 +10,8 @@ RUN apt-get update \
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /workspace
-COPY requirements.txt .
+COPY requirements.txt pyproject.toml ./
+COPY d4rl_compat d4rl_compat
 RUN pip install -r requirements.txt
 COPY . .
 CMD ["bash", "quickstart.sh"]

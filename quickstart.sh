@@ -6,6 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")"
 dataset=data/hopper-random-quickstart.hdf5
 if [ ! -f "$dataset" ]; then
-  python tools/generate_dataset.py --env hopper --policy random --num_transitions 100000 --seed 0 --output "$dataset"
+  python -m d4rl_compat.generate --env hopper --policy random --num_transitions 100000 --seed 0 --output "$dataset"
 fi
 python algorithms/finetune/odt_td3.py --config_path configs/finetune/odt_td3/hopper/quickstart.yaml "$@"

@@ -1,6 +1,6 @@
 """ODT vs ODT+TD3 vs the TD3 baseline: fine-tuning from low-return data, same budget, several seeds.
 
-    python tools/generate_dataset.py --env hopper --policy random --num_transitions 100000 --seed 0 \\
+    python -m d4rl_compat.generate --env hopper --policy random --num_transitions 100000 --seed 0 \\
         --output data/hopper-random-quickstart.hdf5
     python benchmarks/finetune_comparison.py --dataset data/hopper-random-quickstart.hdf5 --seeds 0 1 2
 
@@ -22,16 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script(relative_path: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(Path(relative_path).stem, ROOT / relative_path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from common import ROOT, load_script
 
 
 def settings(args: argparse.Namespace):

@@ -25,9 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from throughput import generate_dataset  # noqa: E402
+from common import ROOT, generate_dataset
 
 SMALL = ["--actor_hidden_dims", "[64,64]", "--critic_hidden_dims", "[64,64]", "--batch_size", "128",
          "--n_episodes", "10", "--wandb_mode", "disabled", "--device", "cpu"]
@@ -57,7 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         directory = Path(directory)
-        data = generate_dataset(directory)
+        data = generate_dataset(directory / "hopper-random.hdf5")
         import h5py
 
         with h5py.File(data) as file:

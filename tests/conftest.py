@@ -1,6 +1,5 @@
 """Shared fixtures: tiny datasets made by the project's own generator, and script loading."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -18,21 +17,9 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-
-def load_script(relative_path: str) -> ModuleType:
-    """Imports a single-file script as a module, as a user copying it would run it."""
-    path = ROOT / relative_path
-    name = "script_" + relative_path.replace("/", "_").removesuffix(".py")
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+# pytest.ini puts the repository root (for blocks/, the canonical plumbing, tested as modules) and
+# benchmarks/ (for its `common` helpers, as when a benchmark runs) on the import path.
+from common import ROOT, load_script  # noqa: E402, F401
 
 
 def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:

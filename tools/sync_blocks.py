@@ -71,7 +71,7 @@ def sync_text(text: str, script: Path) -> Tuple[str, List[str]]:
         try:
             end = lines.index(END.format(name), index)
         except ValueError:
-            raise SystemExit(f"{script}: block '{name}' has no end marker '{END.format(name).strip()}'")
+            raise SystemExit(f"{script}: block '{name}' has no end marker '{END.format(name).strip()}'") from None
         imports, body = read_block(name)
         for imported in sorted(imports):
             dependency = re.match(r"blocks\.(\w+)\.", imported)
