@@ -6,6 +6,8 @@ into each script that embeds it; the imports above that line must also be import
 """
 
 import dataclasses
+import functools
+import inspect
 import json
 import math
 import os
@@ -44,11 +46,15 @@ def parse_config(config_class: type, args: Optional[List[str]] = None) -> Any:
             raise UserError(f"cannot resume: {config_path} does not exist (is it a run directory?)")
     if "--config_path" in flags and not os.path.isfile(flags["--config_path"]):
         raise UserError(f"config file not found: '{flags['--config_path']}'")
+    # pyrallis reads the script's source once per field for help texts (about 1 s a parse): cache it.
+    getsource, inspect.getsource = inspect.getsource, functools.lru_cache(inspect.getsource)
     try:
         return pyrallis.parse(config_class=config_class, config_path=config_path, args=args)
     except Exception as error:  # pyrallis raises bare Exceptions for YAML keys and values
         valid = ", ".join(field.name for field in dataclasses.fields(config_class))
         raise UserError(f"invalid config: {error}. Valid keys of {config_class.__name__}: {valid}") from None
+    finally:
+        inspect.getsource = getsource
 
 
 def check_run_fields(config: Any, positive: Tuple[str, ...]) -> None:
