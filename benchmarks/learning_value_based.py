@@ -14,6 +14,7 @@
 Every run is a subprocess of the script's own CLI with one torch thread; the table gives each
 seed's numbers, nothing is averaged away.
 """
+
 import argparse
 import json
 import os
@@ -27,14 +28,34 @@ import numpy as np
 
 from common import ROOT, generate_dataset
 
-SMALL = ["--actor_hidden_dims", "[64,64]", "--critic_hidden_dims", "[64,64]", "--batch_size", "128",
-         "--n_episodes", "10", "--wandb_mode", "disabled", "--device", "cpu"]
+SMALL = [
+    "--actor_hidden_dims",
+    "[64,64]",
+    "--critic_hidden_dims",
+    "[64,64]",
+    "--batch_size",
+    "128",
+    "--n_episodes",
+    "10",
+    "--wandb_mode",
+    "disabled",
+    "--device",
+    "cpu",
+]
 
 
 def run(script: str, args, run_dir: Path) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    command = [sys.executable, "-c", "import torch, runpy, sys; torch.set_num_threads(1); sys.argv = sys.argv[1:]; "
-               "runpy.run_path(sys.argv[0], run_name='__main__')", script, *args, "--run_dir", str(run_dir)]
+    command = [
+        sys.executable,
+        "-c",
+        "import torch, runpy, sys; torch.set_num_threads(1); sys.argv = sys.argv[1:]; "
+        "runpy.run_path(sys.argv[0], run_name='__main__')",
+        script,
+        *args,
+        "--run_dir",
+        str(run_dir),
+    ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
     if result.returncode:
         raise RuntimeError(f"{script} failed:\n{result.stderr[-3000:]}")
@@ -66,15 +87,26 @@ def main() -> None:
         for seed in args.seeds:
             seed_args = common + ["--train_seed", str(seed)]
             offline = ["--max_timesteps", str(args.offline_steps), "--eval_freq", str(args.offline_steps)]
-            finetune = ["--offline_iterations", str(args.offline_steps), "--online_iterations", str(args.online_steps),
-                        "--eval_freq", str(args.eval_freq)]
+            finetune = [
+                "--offline_iterations",
+                str(args.offline_steps),
+                "--online_iterations",
+                str(args.online_steps),
+                "--eval_freq",
+                str(args.eval_freq),
+            ]
             jobs[("offline/cql", seed)] = ("algorithms/offline/cql.py", seed_args + offline)
-            jobs[("offline/iql", seed)] = ("algorithms/offline/iql.py", seed_args + offline + ["--normalize_reward", "true"])
+            jobs[("offline/iql", seed)] = (
+                "algorithms/offline/iql.py",
+                seed_args + offline + ["--normalize_reward", "true"],
+            )
             jobs[("finetune/cql", seed)] = ("algorithms/finetune/cql.py", seed_args + finetune)
             jobs[("finetune/cal_ql", seed)] = ("algorithms/finetune/cal_ql.py", seed_args + finetune)
         with ThreadPoolExecutor(args.jobs) as pool:
-            futures = {key: pool.submit(run, script, script_args, directory / f"{key[0].replace('/', '_')}_{key[1]}")
-                       for key, (script, script_args) in jobs.items()}
+            futures = {
+                key: pool.submit(run, script, script_args, directory / f"{key[0].replace('/', '_')}_{key[1]}")
+                for key, (script, script_args) in jobs.items()
+            }
             results = {key: future.result() for key, future in futures.items()}
     lines = [
         f"Command: python benchmarks/learning_value_based.py {' '.join(sys.argv[1:])}",
@@ -88,8 +120,11 @@ def main() -> None:
     ]
     for name in ("offline/cql", "offline/iql"):
         values = [results[(name, seed)]["eval/return_mean"] for seed in args.seeds]
-        lines.append(f"| {name}.py | " + " | ".join(f"{v:.1f}" for v in values) +
-                     f" | {np.mean(values):.1f} | {'yes' if min(values) > behaviour else 'no'} |")
+        lines.append(
+            f"| {name}.py | "
+            + " | ".join(f"{v:.1f}" for v in values)
+            + f" | {np.mean(values):.1f} | {'yes' if min(values) > behaviour else 'no'} |"
+        )
     lines += [
         "",
         f"## Fine-tuning ({args.offline_steps} offline updates, then {args.online_steps} env steps): evaluation return "
@@ -103,8 +138,10 @@ def main() -> None:
             summary = results[(name, seed)]
             points = [value for step, value in summary["evaluations"] if step >= args.offline_steps]
             offline_score, online = points[0], points[1:]
-            lines.append(f"| {name}.py | {seed} | {offline_score:.1f} | {', '.join(f'{v:.1f}' for v in online)} | "
-                         f"{min(online) - offline_score:+.1f} | {summary['eval/regret']:.3f} |")
+            lines.append(
+                f"| {name}.py | {seed} | {offline_score:.1f} | {', '.join(f'{v:.1f}' for v in online)} | "
+                f"{min(online) - offline_score:+.1f} | {summary['eval/regret']:.3f} |"
+            )
     table = "\n".join(lines)
     print(table)
     if args.output:

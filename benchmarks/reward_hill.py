@@ -21,6 +21,7 @@ epochs, each first adds 64 rollouts (rtg 1 + U(-0.01, 0.01), rewards relabelled 
 return-to-go), then one pass over the whole buffer in batches of 32. The reward of the policy
 queried at rtg = 1 is recorded after every gradient step. Seeds are 0..n-1, never chosen.
 """
+
 import argparse
 import json
 import sys
@@ -63,7 +64,9 @@ class Method:
 
     def new_optimisers(self) -> None:
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=LEARNING_RATE)
-        self.critic_optimizer = None if self.critic is None else torch.optim.Adam(self.critic.parameters(), lr=LEARNING_RATE)
+        self.critic_optimizer = (
+            None if self.critic is None else torch.optim.Adam(self.critic.parameters(), lr=LEARNING_RATE)
+        )
 
     def policy(self, rtg: torch.Tensor) -> torch.Tensor:
         inputs = torch.ones_like(rtg) if self.name == "DDPG" else rtg  # DDPG's actor sees only the single state
@@ -105,7 +108,7 @@ def run(name: str, seed: int, critic_sees_rtg: bool = False) -> Dict[str, object
     def epoch() -> None:
         order = torch.randperm(len(actions), generator=generator)
         for start in range(0, len(order), BATCH):
-            batch = order[start:start + BATCH]
+            batch = order[start : start + BATCH]
             method.update(returns[batch], actions[batch])
             with torch.no_grad():
                 curve.append(float(hill_reward(method.policy(query))[0]))
@@ -125,9 +128,16 @@ def run(name: str, seed: int, critic_sees_rtg: bool = False) -> Dict[str, object
         rtg_grid = torch.linspace(-1, 1, 101)
         action_curve = method.policy(rtg_grid)
         final_action = float(method.policy(query)[0])
-    return {"method": name, "seed": seed, "curve": curve, "pretrained_steps": pretrained_steps,
-            "final_reward": curve[-1], "final_action": final_action,
-            "rtg_grid": rtg_grid.tolist(), "action_curve": action_curve.tolist()}
+    return {
+        "method": name,
+        "seed": seed,
+        "curve": curve,
+        "pretrained_steps": pretrained_steps,
+        "final_reward": curve[-1],
+        "final_action": final_action,
+        "rtg_grid": rtg_grid.tolist(),
+        "action_curve": action_curve.tolist(),
+    }
 
 
 def run_all(seeds: List[int], critic_sees_rtg: bool = False) -> Dict[str, List[Dict[str, object]]]:
@@ -161,8 +171,12 @@ def plot(results: Dict[str, List[Dict[str, object]]], path: Path) -> None:
             actions = np.array([run["action_curve"] for run in runs])
             right.plot(runs[0]["rtg_grid"], actions.mean(0), color=color, label=name)
     middle.axvline(results[METHODS[0]][0]["pretrained_steps"], color="gray", linestyle=":", label="online starts")
-    middle.set(title=f"reward of the policy at rtg 1 ({len(results[METHODS[0]])} seeds, mean ± std)",
-               xlabel="gradient step", ylabel="reward", ylim=(-1.05, 1.05))
+    middle.set(
+        title=f"reward of the policy at rtg 1 ({len(results[METHODS[0]])} seeds, mean ± std)",
+        xlabel="gradient step",
+        ylabel="reward",
+        ylim=(-1.05, 1.05),
+    )
     middle.legend()
     right.axhline(0, color="black", linewidth=0.5)
     right.set(title="learned action vs return-to-go (after fine-tuning)", xlabel="return-to-go", ylabel="action")
@@ -178,8 +192,10 @@ def summary_table(results: Dict[str, List[Dict[str, object]]]) -> str:
     for name in METHODS:
         rewards = np.array([run["final_reward"] for run in results[name]])
         actions = np.array([run["final_action"] for run in results[name]])
-        lines.append(f"| {name} | {rewards.mean():.3f} ± {rewards.std():.3f} | "
-                     f"{', '.join(f'{value:.3f}' for value in rewards)} | {actions.mean():+.3f} |")
+        lines.append(
+            f"| {name} | {rewards.mean():.3f} ± {rewards.std():.3f} | "
+            f"{', '.join(f'{value:.3f}' for value in rewards)} | {actions.mean():+.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -195,23 +211,32 @@ def main() -> None:
     elapsed = time.perf_counter() - started
     plot(results, args.output_dir / f"{stem}.png")
     table = summary_table(results)
-    text = "\n".join([
-        "# Reward hill (ODT+TD3 paper, Fig. 2), reproduced",
-        "",
-        f"Command: `{' '.join(['python benchmarks/reward_hill.py', *sys.argv[1:]])}`",
-        f"ODT+DDPG critic: {'Q(rtg, a)' if args.critic_sees_rtg else 'Q(a), the method reflexive critic'}. "
-        f"Seeds: {args.seeds}; training time {elapsed:.1f} s on CPU (1 thread). Reward of the policy asked for "
-        "return 1 after the last gradient step; the peak is 1 at action 0, the feet give at most 0.0025.",
-        "",
-        table,
-        "",
-        f"![reward hill]({stem}.png)",
-        "",
-    ])
+    text = "\n".join(
+        [
+            "# Reward hill (ODT+TD3 paper, Fig. 2), reproduced",
+            "",
+            f"Command: `{' '.join(['python benchmarks/reward_hill.py', *sys.argv[1:]])}`",
+            f"ODT+DDPG critic: {'Q(rtg, a)' if args.critic_sees_rtg else 'Q(a), the method reflexive critic'}. "
+            f"Seeds: {args.seeds}; training time {elapsed:.1f} s on CPU (1 thread). Reward of the policy asked for "
+            "return 1 after the last gradient step; the peak is 1 at action 0, the feet give at most 0.0025.",
+            "",
+            table,
+            "",
+            f"![reward hill]({stem}.png)",
+            "",
+        ]
+    )
     (args.output_dir / f"{stem}.md").write_text(text)
-    (args.output_dir / f"{stem}.json").write_text(json.dumps(
-        {name: [{key: run[key] for key in ("seed", "final_reward", "final_action")} for run in runs]
-         for name, runs in results.items()}, indent=1) + "\n")
+    (args.output_dir / f"{stem}.json").write_text(
+        json.dumps(
+            {
+                name: [{key: run[key] for key in ("seed", "final_reward", "final_action")} for run in runs]
+                for name, runs in results.items()
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     print(table)
     print(f"wrote {args.output_dir / stem}.png, .md and .json in {elapsed:.1f} s")
 

@@ -1,46 +1,19 @@
-"""Shared block: tanh-Gaussian actor and the CQL / Cal-QL update (SAC-based, continuous actions).
+"""Shared block: tanh-Gaussian actor and the CQL update (SAC-based, continuous actions).
 
 Canonical source; see blocks/runtime.py for how blocks are copied into scripts.
 """
+
 import math
-from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from blocks.networks import VectorizedCritic, mlp, soft_update
-from blocks.offline_online import RunConfig
+from blocks.q_networks import VectorizedCritic, mlp, soft_update
+
 
 # === block ===
-@dataclass
-class CQLConfig(RunConfig):
-    """CQL / Cal-QL hyperparameters, CORL's names; defaults are the official code's."""
-
-    actor_hidden_dims: Tuple[int, ...] = (256, 256, 256)  # official Cal-QL: 2 x 256 antmaze, 3 x 512 adroit
-    critic_hidden_dims: Tuple[int, ...] = (256, 256, 256)  # antmaze 4 x 256 (CORL: 5)
-    orthogonal_init: bool = True  # hidden gain sqrt(2), output gain 1e-2 (CORL: sqrt(2) on the output too)
-    policy_lr: float = 1e-4  # CORL offline: 3e-5
-    qf_lr: float = 3e-4
-    soft_target_update_rate: float = 5e-3
-    target_update_period: int = 1
-    alpha_multiplier: float = 1.0
-    use_automatic_entropy_tuning: bool = True  # target entropy -action_dim, log alpha init 0
-    backup_entropy: bool = False
-    cql_n_actions: int = 10
-    cql_importance_sample: bool = True
-    cql_lagrange: bool = False
-    cql_lagrange_init: float = 1.0  # initial log alpha' (official; CORL: 0)
-    cql_target_action_gap: float = -1.0
-    cql_temp: float = 1.0
-    cql_alpha: float = 10.0
-    cql_max_target_backup: bool = False
-    cql_clip_diff_min: float = -1e30  # no clipping (CORL: -inf, which YAML round-trips badly)
-    cql_clip_diff_max: float = 1e30
-    enable_calql: bool = False  # Cal-QL: Q of policy samples in the CQL term >= Monte-Carlo return
-
-
 class TanhGaussianActor(nn.Module):
     """tanh(N(mean, std)) policy. log_std = multiplier * raw + offset with learnable scalars
     (init 1 and -1, official), clipped to [-20, 2]; the deterministic action is tanh(mean)."""
@@ -52,9 +25,7 @@ class TanhGaussianActor(nn.Module):
         self.log_std_multiplier = nn.Parameter(torch.tensor(1.0))
         self.log_std_offset = nn.Parameter(torch.tensor(-1.0))
 
-    def forward(
-        self, state: torch.Tensor, deterministic: bool = False, repeat: Optional[int] = None,
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, state: torch.Tensor, deterministic: bool = False, repeat: Optional[int] = None):
         """Actions and their log-probabilities; with `repeat` n, (B, n, act_dim) samples per state."""
         if repeat is not None:
             state = state.unsqueeze(1).expand(-1, repeat, -1)
@@ -74,44 +45,32 @@ def q_of_samples(critic: VectorizedCritic, state: torch.Tensor, actions: torch.T
     return critic(states, actions.reshape(batch * count, -1)).view(-1, batch, count)
 
 
-def cql_difference(
-    q_data: torch.Tensor, q_random: torch.Tensor, q_current: torch.Tensor, q_next: torch.Tensor,
-    log_pi_current: torch.Tensor, log_pi_next: torch.Tensor, action_dim: int, importance_sample: bool,
-    temperature: float, clip_min: float, clip_max: float, mc_returns: Optional[torch.Tensor] = None,
-) -> Tuple[torch.Tensor, torch.Tensor]:
+def cql_gap(q_data, q_random, q_current, q_next, log_pi_current, log_pi_next, action_dim: int, config: Any):
     """The CQL gap per critic: mean over the batch of clip(temp * logsumexp(Q_ood / temp) - Q(s, a_data)).
 
     q_data (E, B); q_random / q_current / q_next (E, B, n): Q at s of uniform actions in [-1, 1], of
-    pi(.|s) samples and of pi(.|s') samples. With `mc_returns` (Cal-QL) the two policy-sample sets
-    are raised to at least the Monte-Carlo return BEFORE importance sampling; uniform actions never
-    are. Returns the gap (E,) and the fraction of policy-sample Q values that were below the bound.
+    pi(.|s) samples and of pi(.|s') samples, the latter two with log-probabilities (B, n).
     """
-    bound_rate = torch.zeros((), device=q_data.device)
-    if mc_returns is not None:
-        bound = mc_returns.view(1, -1, 1)
-        bound_rate = (q_current < bound).float().mean()
-        q_current, q_next = torch.maximum(q_current, bound), torch.maximum(q_next, bound)
-    if importance_sample:
+    if config.cql_importance_sample:
         random_log_density = action_dim * math.log(0.5)  # uniform on [-1, 1]^d
-        candidates = torch.cat([
-            q_random - random_log_density, q_next - log_pi_next.unsqueeze(0), q_current - log_pi_current.unsqueeze(0),
-        ], dim=-1)
+        log_pi_next, log_pi_current = log_pi_next.unsqueeze(0), log_pi_current.unsqueeze(0)
+        candidates = [q_random - random_log_density, q_next - log_pi_next, q_current - log_pi_current]
     else:
-        candidates = torch.cat([q_random, q_data.unsqueeze(-1), q_next, q_current], dim=-1)
-    out_of_distribution = temperature * torch.logsumexp(candidates / temperature, dim=-1)
-    return (out_of_distribution - q_data).clamp(clip_min, clip_max).mean(-1), bound_rate
+        candidates = [q_random, q_data.unsqueeze(-1), q_next, q_current]
+    out_of_distribution = config.cql_temp * torch.logsumexp(torch.cat(candidates, -1) / config.cql_temp, dim=-1)
+    return (out_of_distribution - q_data).clamp(config.cql_clip_diff_min, config.cql_clip_diff_max).mean(-1)
 
 
 class CQL:
     """Actor, twin critics with Polyak targets, SAC temperature and (optionally) the CQL Lagrange
-    multiplier. `config` supplies the CORL-named hyperparameters; `calibrated` turns Cal-QL on."""
+    multiplier; `config` supplies the CORL-named hyperparameters."""
 
     def __init__(self, state_dim: int, action_dim: int, config: Any, device: torch.device):
         self.config, self.action_dim, self.device = config, action_dim, device
-        self.actor = TanhGaussianActor(state_dim, action_dim, config.actor_hidden_dims, config.orthogonal_init).to(device)
-        self.critic = VectorizedCritic(state_dim, action_dim, config.critic_hidden_dims, 2,
-                                       orthogonal=config.orthogonal_init).to(device)
-        self.target_critic = VectorizedCritic(state_dim, action_dim, config.critic_hidden_dims, 2).to(device)
+        hidden, orthogonal = config.critic_hidden_dims, config.orthogonal_init
+        self.actor = TanhGaussianActor(state_dim, action_dim, config.actor_hidden_dims, orthogonal).to(device)
+        self.critic = VectorizedCritic(state_dim, action_dim, hidden, orthogonal=orthogonal).to(device)
+        self.target_critic = VectorizedCritic(state_dim, action_dim, hidden).to(device)
         self.target_critic.load_state_dict(self.critic.state_dict())
         self.log_alpha = torch.zeros((), device=device, requires_grad=True)
         self.log_alpha_prime = torch.full((), config.cql_lagrange_init, device=device, requires_grad=True)
@@ -126,12 +85,15 @@ class CQL:
     def act(self, state: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return self.actor(state, deterministic=deterministic)[0]
 
+    def policy_sample_q(self, q_current, q_next, batch: Dict[str, torch.Tensor]) -> Tuple[Any, Any, Dict[str, Any]]:
+        """Q of the policy samples as they enter the CQL term, plus metrics: unchanged here (Cal-QL raises them)."""
+        return q_current, q_next, {}
+
     def losses(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """Every loss of one update, all from the same (pre-update) parameters."""
-        config = self.config
+        config, n = self.config, self.config.cql_n_actions
         state, action, reward = batch["observations"], batch["actions"], batch["rewards"]
         next_state, done = batch["next_observations"], batch["dones"]
-        n = config.cql_n_actions
 
         new_action, log_pi = self.actor(state)
         alpha_loss = -(self.log_alpha * (log_pi.detach() + self.target_entropy)).mean()
@@ -159,26 +121,23 @@ class CQL:
             next_actions_at_s, log_pi_next = self.actor(next_state, repeat=n)
         td_loss = ((q_data - target.unsqueeze(0)) ** 2).mean(-1).sum()
         random_actions = torch.empty(state.shape[0], n, self.action_dim, device=self.device).uniform_(-1.0, 1.0)
-        gap, bound_rate = cql_difference(
-            q_data, q_of_samples(self.critic, state, random_actions), q_of_samples(self.critic, state, current_actions),
-            q_of_samples(self.critic, state, next_actions_at_s), log_pi_current, log_pi_next, self.action_dim,
-            config.cql_importance_sample, config.cql_temp, config.cql_clip_diff_min, config.cql_clip_diff_max,
-            batch["mc_returns"] if config.enable_calql else None,
-        )
+        q_random = q_of_samples(self.critic, state, random_actions)
+        q_current = q_of_samples(self.critic, state, current_actions)
+        q_next = q_of_samples(self.critic, state, next_actions_at_s)
+        q_current, q_next, metrics = self.policy_sample_q(q_current, q_next, batch)
+        gap = cql_gap(q_data, q_random, q_current, q_next, log_pi_current, log_pi_next, self.action_dim, config)
         if config.cql_lagrange:
             alpha_prime = self.log_alpha_prime.exp().clamp(0.0, 1e6)
             cql_loss = alpha_prime.detach() * config.cql_alpha * (gap - config.cql_target_action_gap)
-            alpha_prime_loss = -(alpha_prime * config.cql_alpha * (gap.detach() - config.cql_target_action_gap)).sum() / 2
+            alpha_prime_loss = -(alpha_prime * config.cql_alpha * (gap.detach() - config.cql_target_action_gap)).sum()
+            alpha_prime_loss = alpha_prime_loss / 2
         else:
             alpha_prime = torch.ones((), device=self.device)
             cql_loss = config.cql_alpha * gap
             alpha_prime_loss = self.log_alpha_prime * 0.0
-        return {
-            "policy_loss": policy_loss, "alpha_loss": alpha_loss, "qf_loss": td_loss + cql_loss.sum(),
-            "alpha_prime_loss": alpha_prime_loss, "td_loss": td_loss.detach(), "cql_gap": gap.mean().detach(),
-            "alpha": alpha.detach(), "alpha_prime": alpha_prime.detach(), "q_data": q_data.mean().detach(),
-            "log_pi": log_pi.mean().detach(), "bound_rate": bound_rate,
-        }
+        losses = {"policy_loss": policy_loss, "alpha_loss": alpha_loss, "qf_loss": td_loss + cql_loss.sum()}
+        losses.update(alpha_prime_loss=alpha_prime_loss, td_loss=td_loss, cql_gap=gap.mean(), alpha=alpha)
+        return {**losses, "alpha_prime": alpha_prime, "q_data": q_data.mean(), "log_pi": log_pi.mean(), **metrics}
 
     def train_step(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """One update of every part; returns device tensors (no host sync)."""
@@ -199,18 +158,14 @@ class CQL:
             soft_update(self.target_critic, self.critic, self.config.soft_target_update_rate)
         return {key: value.detach() for key, value in losses.items()}
 
+    PARTS = "actor critic target_critic actor_optimizer critic_optimizer alpha_optimizer alpha_prime_optimizer".split()
+
     def state_dict(self) -> Dict[str, Any]:
-        return {
-            "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
-            "target_critic": self.target_critic.state_dict(), "log_alpha": self.log_alpha.detach(),
-            "log_alpha_prime": self.log_alpha_prime.detach(), "updates": self.updates,
-            **{name: getattr(self, name).state_dict() for name in
-               ("actor_optimizer", "critic_optimizer", "alpha_optimizer", "alpha_prime_optimizer")},
-        }
+        alphas = {"log_alpha": self.log_alpha.detach(), "log_alpha_prime": self.log_alpha_prime.detach()}
+        return {**{name: getattr(self, name).state_dict() for name in self.PARTS}, **alphas, "updates": self.updates}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        for name in ("actor", "critic", "target_critic", "actor_optimizer", "critic_optimizer", "alpha_optimizer",
-                     "alpha_prime_optimizer"):
+        for name in self.PARTS:
             getattr(self, name).load_state_dict(state[name])
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])

@@ -1,13 +1,15 @@
-"""Shared block: the Decision Transformer trunk and its deterministic (tanh) actor.
+"""Shared block: the Decision Transformer trunk, its deterministic (tanh) actor, and the masked mean.
 
 Used by offline DT, ODT (which puts a Gaussian head on the trunk) and ODT+TD3.
 Canonical source; see blocks/runtime.py for how blocks are copied into scripts.
 """
+
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
 
 # === block ===
 class CausalBlock(nn.Module):
@@ -106,3 +108,9 @@ class DecisionTransformer(nn.Module):
     ) -> torch.Tensor:
         """(B, L, ·) inputs -> (B, L, action_dim) actions."""
         return self.action_head(self.trunk(states, actions, returns_to_go, timesteps)) * self.max_action
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the real (unpadded) steps of a batch of windows only."""
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp_min(1.0)

@@ -2,36 +2,17 @@
 
 Canonical source; see blocks/runtime.py for how blocks are copied into scripts.
 """
+
 import math
-from dataclasses import dataclass
-from typing import Any, Dict, Tuple
+from typing import Any, Dict
 
 import torch
 import torch.nn as nn
 
-from blocks.networks import VectorizedCritic, mlp, soft_update
-from blocks.offline_online import RunConfig
+from blocks.q_networks import VectorizedCritic, mlp, soft_update
+
 
 # === block ===
-@dataclass
-class IQLConfig(RunConfig):
-    """IQL hyperparameters, CORL's names; defaults are the official MuJoCo ones."""
-
-    actor_hidden_dims: Tuple[int, ...] = (256, 256)
-    critic_hidden_dims: Tuple[int, ...] = (256, 256)
-    actor_dropout: float = 0.0  # 0.1 for adroit and kitchen
-    actor_lr: float = 3e-4
-    qf_lr: float = 3e-4
-    vf_lr: float = 3e-4
-    tau: float = 5e-3  # Polyak rate
-    beta: float = 3.0  # inverse temperature: 3 MuJoCo, 10 antmaze, 0.5 adroit/kitchen (CORL adroit 3)
-    iql_tau: float = 0.7  # expectile: 0.7 MuJoCo/adroit/kitchen (CORL adroit 0.8), 0.9 antmaze
-    normalize_reward: bool = False  # locomotion: rewards * 1000 / (max - min episode return of the dataset)
-
-
-EXP_ADVANTAGE_MAX = 100.0
-
-
 class GaussianPolicy(nn.Module):
     """IQL's actor: N(tanh(mean(s)), exp(log_std)) with a state-independent log_std (init 0, clipped
     to [-5, 2]); the mean is squashed, the distribution is not. Deterministic action: the mean."""
@@ -44,19 +25,15 @@ class GaussianPolicy(nn.Module):
     def distribution(self, state: torch.Tensor) -> torch.distributions.Normal:
         return torch.distributions.Normal(torch.tanh(self.mean(state)), self.log_std.clamp(-5.0, 2.0).exp())
 
-    def log_prob(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return self.distribution(state).log_prob(action).sum(-1)
-
 
 def expectile_loss(difference: torch.Tensor, expectile: float) -> torch.Tensor:
     """|tau - 1(u < 0)| u^2 per element, u = Q - V."""
-    weight = torch.where(difference < 0, 1.0 - expectile, expectile)
-    return weight * difference ** 2
+    return torch.where(difference < 0, 1.0 - expectile, expectile) * difference**2
 
 
 def advantage_weights(advantage: torch.Tensor, beta: float) -> torch.Tensor:
     """exp(beta * A), clipped at 100 (official IQL)."""
-    return torch.exp(beta * advantage).clamp(max=EXP_ADVANTAGE_MAX)
+    return torch.exp(beta * advantage).clamp(max=100.0)
 
 
 class IQL:
@@ -66,13 +43,15 @@ class IQL:
     holds (CORL's CosineAnnealingLR climbs back up after T_max; here the lr never changes again).
     """
 
+    PARTS = "actor critic target_critic value actor_optimizer critic_optimizer value_optimizer actor_scheduler".split()
+
     def __init__(self, state_dim: int, action_dim: int, config: Any, device: torch.device, decay_steps: int):
-        self.config, self.device = config, device
+        self.config, self.device, hidden = config, device, config.critic_hidden_dims
         self.actor = GaussianPolicy(state_dim, action_dim, config.actor_hidden_dims, config.actor_dropout).to(device)
-        self.critic = VectorizedCritic(state_dim, action_dim, config.critic_hidden_dims, 2, output_gain=math.sqrt(2)).to(device)
-        self.target_critic = VectorizedCritic(state_dim, action_dim, config.critic_hidden_dims, 2).to(device)
+        self.critic = VectorizedCritic(state_dim, action_dim, hidden, output_gain=math.sqrt(2)).to(device)
+        self.target_critic = VectorizedCritic(state_dim, action_dim, hidden).to(device)
         self.target_critic.load_state_dict(self.critic.state_dict())
-        self.value = mlp(state_dim, config.critic_hidden_dims, 1, output_gain=math.sqrt(2)).to(device)
+        self.value = mlp(state_dim, hidden, 1, output_gain=math.sqrt(2)).to(device)
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), config.actor_lr)
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), config.qf_lr)
         self.value_optimizer = torch.optim.Adam(self.value.parameters(), config.vf_lr)
@@ -106,7 +85,7 @@ class IQL:
         with torch.no_grad():
             advantage = target_q - self.value(state).squeeze(-1)
             weights = advantage_weights(advantage, config.beta)
-        actor_loss = -(weights * self.actor.log_prob(state, action)).mean()
+        actor_loss = -(weights * self.actor.distribution(state).log_prob(action).sum(-1)).mean()
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_optimizer.step()
@@ -120,17 +99,13 @@ class IQL:
         q_loss.backward()
         self.critic_optimizer.step()
         soft_update(self.target_critic, self.critic, config.tau)
-        return {"value_loss": value_loss.detach(), "actor_loss": actor_loss.detach(), "q_loss": q_loss.detach(),
-                "advantage": advantage.mean(), "q_data": q.mean().detach()}
+        metrics = {"value_loss": value_loss, "actor_loss": actor_loss, "q_loss": q_loss}
+        metrics.update(advantage=advantage.mean(), q_data=q.mean())
+        return {key: value.detach() for key, value in metrics.items()}
 
     def state_dict(self) -> Dict[str, Any]:
-        return {name: getattr(self, name).state_dict() for name in self.parts()}
+        return {name: getattr(self, name).state_dict() for name in self.PARTS}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        for name in self.parts():
+        for name in self.PARTS:
             getattr(self, name).load_state_dict(state[name])
-
-    @staticmethod
-    def parts():
-        return ("actor", "critic", "target_critic", "value", "actor_optimizer", "critic_optimizer",
-                "value_optimizer", "actor_scheduler")

@@ -1,4 +1,5 @@
 """Every YAML under configs/ loads into its script's config, so none can drift from the code."""
+
 from pathlib import Path
 
 import pytest

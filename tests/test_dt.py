@@ -1,4 +1,5 @@
-"""Decision Transformer: sampling, masks, model, and whole runs (tiny model, tiny generated data)."""
+"""Decision Transformer: sampling, masks, model, evaluation, and whole runs (tiny model, tiny generated data)."""
+
 import json
 import signal
 import subprocess
@@ -6,21 +7,20 @@ import sys
 import time
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
-from blocks.datasets import Dataset
-from blocks.envs import d4rl_env_spec
 from conftest import ROOT, load_script, run_cli
 
 dt = load_script("algorithms/offline/dt.py")
 
-TINY = [
-    "--embedding_dim", "16", "--num_layers", "1", "--num_heads", "2", "--seq_len", "5", "--batch_size", "16",
-    "--warmup_steps", "20", "--learning_rate", "0.003", "--eval_episodes", "2", "--target_returns", "[3600]",
-    "--wandb_mode", "disabled", "--device", "cpu",
-]
+TINY = (
+    "--embedding_dim 16 --num_layers 1 --num_heads 2 --seq_len 5 --batch_size 16 --warmup_steps 20 "
+    "--learning_rate 0.003 --eval_episodes 2 --target_returns [3600] --wandb_mode disabled --device cpu"
+).split()
+HOPPER = dt.EnvSpec("Hopper-v5", {}, 1000, -20.272305, 3234.3)
 
 
 def tiny_config(dataset: Path, run_dir: Path, **overrides) -> "dt.TrainConfig":
@@ -30,18 +30,18 @@ def tiny_config(dataset: Path, run_dir: Path, **overrides) -> "dt.TrainConfig":
     return dt.parse_config(dt.TrainConfig, args)
 
 
-def synthetic_dataset(lengths, obs_dim=3, act_dim=2) -> Dataset:
+def synthetic_dataset(lengths, obs_dim=3, act_dim=2) -> "dt.Dataset":
     count = sum(lengths)
     terminals = np.zeros(count, bool)
     terminals[np.cumsum(lengths) - 1] = True
-    return Dataset(
+    return dt.Dataset(
         name="synthetic",
         observations=np.arange(count * obs_dim, dtype=np.float32).reshape(count, obs_dim),
         actions=np.ones((count, act_dim), np.float32),
         rewards=np.ones(count, np.float32),
         terminals=terminals,
         timeouts=np.zeros(count, bool),
-        env=d4rl_env_spec("hopper-medium-v2"),
+        env=HOPPER,
     )
 
 
@@ -76,11 +76,11 @@ def test_windows_past_the_episode_end_are_padded_and_masked():
     assert (actions[row, :2] == 1).all()
 
 
-def test_masked_mse_ignores_padding():
+def test_masked_mean_of_the_squared_error_ignores_padding():
     predicted = torch.zeros(1, 3, 2)
     target = torch.tensor([[[1.0, 1.0], [3.0, 3.0], [100.0, 100.0]]])
     mask = torch.tensor([[True, True, False]])
-    assert dt.masked_mse(predicted, target, mask).item() == pytest.approx(5.0)
+    assert dt.masked_mean(((predicted - target) ** 2).mean(-1), mask).item() == pytest.approx(5.0)
 
 
 def test_actions_at_real_steps_do_not_depend_on_padding_or_later_steps():
@@ -98,16 +98,49 @@ def test_actions_at_real_steps_do_not_depend_on_padding_or_later_steps():
     assert not torch.allclose(first[:, 4:], second[:, 4:])
 
 
+def test_evaluation_runs_every_target_through_the_family_runner(monkeypatch):
+    config = dt.TrainConfig(
+        embedding_dim=16, num_layers=1, num_heads=2, seq_len=3, episode_len=15, target_returns=(3600.0, 100.0)
+    )
+    data = dt.SequenceData(synthetic_dataset([20, 20], obs_dim=11, act_dim=3), 3, 0.001, torch.device("cpu"))
+    envs = gym.vector.SyncVectorEnv([lambda: gym.make("Hopper-v5", max_episode_steps=15)] * 2)
+    real_runner, calls = dt.run_episodes, []
+
+    def runner(act, envs, target_return, seed, normaliser, device, horizon, context, reward_scale):
+        calls.append((target_return, seed, horizon, context, reward_scale))
+        return real_runner(act, envs, target_return, seed, normaliser, device, horizon, context, reward_scale)
+
+    monkeypatch.setattr(dt, "run_episodes", runner)
+    metrics = dt.evaluate(dt.DecisionTransformer(11, 3, config), envs, config, data, HOPPER)
+    assert calls == [(3600.0, 42, 15, 3, 0.001), (100.0, 42, 15, 3, 0.001)]
+    names = ("return_mean", "return_std", "length_mean", "normalized_score_mean", "normalized_score_std")
+    assert set(metrics) == {f"eval/{target}_{name}" for target in (3600, 100) for name in names}
+    assert 1 <= metrics["eval/3600_length_mean"] <= 15
+
+
 def test_end_to_end_run_writes_run_directory_and_loss_falls(hopper_linear, tmp_path):
     run_dir = tmp_path / "run"
-    config = tiny_config(hopper_linear, run_dir, update_steps=400, log_every=50, eval_every=200,
-                         checkpoint_every=200, wandb_mode="offline")
+    config = tiny_config(
+        hopper_linear,
+        run_dir,
+        update_steps=400,
+        log_every=50,
+        eval_every=200,
+        checkpoint_every=200,
+        wandb_mode="offline",
+    )
     summary = dt.train(config)
     assert sorted(path.name for path in run_dir.iterdir()) == [
-        "checkpoints", "config.yaml", "metrics.jsonl", "summary.json", "wandb", "wandb_id.txt"]
+        "checkpoints",
+        "config.yaml",
+        "metrics.jsonl",
+        "summary.json",
+        "wandb",
+        "wandb_id.txt",
+    ]
     assert [path.name for path in (run_dir / "checkpoints").iterdir()] == ["step_000000200.pt", "step_000000400.pt"]
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    losses = [row["train_loss"] for row in rows if "train_loss" in row]
+    losses = [row["train/loss"] for row in rows if "train/loss" in row]
     assert len(losses) == 8
     assert losses[-1] < 0.5 * losses[0]
     assert [row["step"] for row in rows if "eval/3600_return_mean" in row] == [200, 400]
@@ -119,9 +152,11 @@ def test_end_to_end_run_writes_run_directory_and_loss_falls(hopper_linear, tmp_p
 
 def test_interrupted_run_resumes_and_completes(hopper_linear, tmp_path):
     run_dir = tmp_path / "run"
-    args = ["algorithms/offline/dt.py", *TINY, "--dataset", str(hopper_linear), "--run_dir", str(run_dir),
-            "--update_steps", "100000", "--log_every", "10", "--eval_every", "100000", "--checkpoint_every", "100000"]
-    process = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    schedule = "--update_steps 100000 --log_every 10 --eval_every 100000 --checkpoint_every 100000".split()
+    args = ["algorithms/offline/dt.py", *TINY, "--dataset", str(hopper_linear), "--run_dir", str(run_dir), *schedule]
+    process = subprocess.Popen(
+        [sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     metrics = run_dir / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
@@ -134,26 +169,25 @@ def test_interrupted_run_resumes_and_completes(hopper_linear, tmp_path):
     interrupted_at = int(checkpoint.stem.split("_")[1])
     assert interrupted_at >= 30
 
-    result = run_cli("algorithms/offline/dt.py", "--resume", str(run_dir), "--update_steps", str(interrupted_at + 40),
-                     "--eval_every", "10", "--checkpoint_every", "10")
+    resume = ["--resume", str(run_dir), "--update_steps", str(interrupted_at + 40)]
+    result = run_cli("algorithms/offline/dt.py", *resume, "--eval_every", "10", "--checkpoint_every", "10")
     assert result.returncode == 0, result.stderr
     assert f"resuming {run_dir} from step {interrupted_at}" in result.stdout
-    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines() if "train_loss" in line]
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines() if "train/loss" in line]
     assert steps == sorted(set(steps)) and steps[-1] == interrupted_at + 40
     assert min(step for step in steps if step > interrupted_at) <= interrupted_at + 10  # continued, not restarted
     assert json.loads((run_dir / "summary.json").read_text())["update_steps"] == interrupted_at + 40
 
 
 def test_resume_restores_model_optimiser_and_rng_exactly(hopper_linear, tmp_path):
-    straight = dt.train(tiny_config(hopper_linear, tmp_path / "a", update_steps=40, log_every=10, eval_every=40,
-                                    checkpoint_every=40))
-    dt.train(tiny_config(hopper_linear, tmp_path / "b", update_steps=20, log_every=10, eval_every=20,
-                         checkpoint_every=20))
-    resumed = dt.train(dt.parse_config(dt.TrainConfig, ["--resume", str(tmp_path / "b"), "--update_steps", "40",
-                                                        "--eval_every", "40", "--checkpoint_every", "40"]))
+    schedule = lambda steps: dict(update_steps=steps, log_every=10, eval_every=steps, checkpoint_every=steps)  # noqa: E731
+    straight = dt.train(tiny_config(hopper_linear, tmp_path / "a", **schedule(40)))
+    dt.train(tiny_config(hopper_linear, tmp_path / "b", **schedule(20)))
+    resume = ["--resume", str(tmp_path / "b"), "--update_steps", "40", "--eval_every", "40", "--checkpoint_every", "40"]
+    resumed = dt.train(dt.parse_config(dt.TrainConfig, resume))
     assert resumed["eval/3600_return_mean"] == pytest.approx(straight["eval/3600_return_mean"])
     rows = lambda run: [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
-    losses = lambda run: [row["train_loss"] for row in rows(run) if "train_loss" in row]  # noqa: E731
+    losses = lambda run: [row["train/loss"] for row in rows(run) if "train/loss" in row]  # noqa: E731
     np.testing.assert_allclose(losses("a"), losses("b"), rtol=1e-5)
 
 
@@ -173,6 +207,8 @@ def test_bad_config_values_are_rejected():
         dt.parse_config(dt.TrainConfig, ["--wandb_mode", "cloud"])
     with pytest.raises(dt.UserError, match="multiples of log_every"):
         dt.parse_config(dt.TrainConfig, ["--log_every", "30"])
+    with pytest.raises(dt.UserError, match="warmup_steps must be positive"):
+        dt.parse_config(dt.TrainConfig, ["--warmup_steps", "0"])
 
 
 def test_existing_run_directory_is_never_overwritten(hopper_linear, tmp_path):
@@ -185,45 +221,61 @@ def test_existing_run_directory_is_never_overwritten(hopper_linear, tmp_path):
 
 
 def test_missing_dataset_fails_before_creating_a_run_directory(tmp_path):
-    result = run_cli("algorithms/offline/dt.py", *TINY, "--dataset", str(tmp_path / "absent.hdf5"),
-                     "--run_dir", str(tmp_path / "run"))
+    absent, run_dir = str(tmp_path / "absent.hdf5"), str(tmp_path / "run")
+    result = run_cli("algorithms/offline/dt.py", *TINY, "--dataset", absent, "--run_dir", run_dir)
     assert result.returncode == 2 and "does not exist" in result.stderr
     assert not (tmp_path / "run").exists()
 
 
+def test_episodes_longer_than_the_timestep_table_fail_before_creating_a_run_directory(hopper_linear, tmp_path):
+    with pytest.raises(dt.UserError, match="raise --episode_len"):
+        dt.train(tiny_config(hopper_linear, tmp_path / "run", episode_len=3))
+    assert not (tmp_path / "run").exists()
+
+
 def test_non_finite_loss_stops_with_a_clear_error(hopper_linear, tmp_path, monkeypatch):
-    real_loss = dt.masked_mse
-    monkeypatch.setattr(dt, "masked_mse", lambda *args: real_loss(*args) * float("nan"))
-    config = tiny_config(hopper_linear, tmp_path / "run", update_steps=40, log_every=10, eval_every=20,
-                         checkpoint_every=20)
-    with pytest.raises(dt.UserError, match="train_loss became nan between steps 0 and 10"):
+    real_mean = dt.masked_mean
+    monkeypatch.setattr(dt, "masked_mean", lambda *args: real_mean(*args) * float("nan"))
+    config = tiny_config(
+        hopper_linear, tmp_path / "run", update_steps=40, log_every=10, eval_every=20, checkpoint_every=20
+    )
+    with pytest.raises(dt.UserError, match="train/loss became non-finite in the updates before step 10"):
         dt.train(config)
     assert not any((tmp_path / "run" / "checkpoints").iterdir())
 
 
 def test_default_run_directory_is_named_after_dataset_and_seed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    for dataset, tag in [("hopper-medium-v2", "hopper-medium-v2"), ("minari:mujoco/hopper/medium-v0",
-                         "minari_mujoco_hopper_medium-v0"), ("/data/hopper-random.hdf5", "hopper-random")]:
+    for dataset, tag in [
+        ("hopper-medium-v2", "hopper-medium-v2"),
+        ("minari:mujoco/hopper/medium-v0", "minari_mujoco_hopper_medium-v0"),
+        ("/data/hopper-random.hdf5", "hopper-random"),
+    ]:
         config = dt.TrainConfig(dataset=dataset, train_seed=3, wandb_mode="disabled")
         run_dir = dt.prepare_run_dir(config, "dt")
         assert run_dir.parent == Path("runs") / "dt" / tag and run_dir.name.startswith("seed3-")
         assert (run_dir / "config.yaml").exists()
 
 
-def test_rng_states_restore_from_a_checkpoint_mapped_to_another_device(monkeypatch):
+def test_rng_states_restore_from_a_checkpoint_mapped_to_another_device(tmp_path, monkeypatch):
     # On a GPU run, torch.load(map_location="cuda") moves the saved RNG byte tensors to the GPU;
     # set_rng_state only takes CPU tensors. Simulate that move with a tensor whose .cpu() we track.
-    states = dt.rng_states()
-    moved = []
+    moved, real_load = [], torch.load
 
     class OnAnotherDevice(torch.Tensor):
         def cpu(self, *args, **kwargs):
             moved.append(True)
             return torch.Tensor(self.as_subclass(torch.Tensor))
 
-    states["torch"] = states["torch"].as_subclass(OnAnotherDevice)
+    def load_moved(*args, **kwargs):
+        checkpoint = real_load(*args, **kwargs)
+        checkpoint["rng"]["torch"] = checkpoint["rng"]["torch"].as_subclass(OnAnotherDevice)
+        return checkpoint
+
+    (tmp_path / "checkpoints").mkdir()
+    dt.save_checkpoint(tmp_path, 1, {}, keep=1)
     expected = torch.rand(3)
-    dt.restore_rng_states(states)
+    monkeypatch.setattr(torch, "load", load_moved)
+    dt.load_checkpoint(tmp_path, torch.device("cpu"))
     assert moved
     torch.testing.assert_close(torch.rand(3), expected)

@@ -1,4 +1,6 @@
 """Online DT and ODT+TD3: TD3 mechanics, actor losses, trajectory buffer, rollouts, whole runs and resume."""
+
+import inspect
 import json
 import os
 import signal
@@ -17,13 +19,11 @@ from conftest import ROOT, load_script, run_cli
 odt = load_script("algorithms/finetune/odt.py")
 td3 = load_script("algorithms/finetune/odt_td3.py")
 
-TINY = [
-    "--embedding_dim", "16", "--num_layers", "1", "--num_heads", "2", "--seq_len", "4", "--eval_context", "2",
-    "--batch_size", "16", "--warmup_steps", "10", "--eval_episodes", "2", "--wandb_mode", "disabled",
-    "--device", "cpu", "--buffer_size", "50", "--online_transitions", "40", "--log_every", "10",
-]
-
-
+TINY = (
+    "--embedding_dim 16 --num_layers 1 --num_heads 2 --seq_len 4 --eval_context 2 --batch_size 16 --warmup_steps 10 "
+    "--eval_episodes 2 --wandb_mode disabled --device cpu --buffer_size 50 --online_transitions 40 --log_every 10"
+).split()
+CPU = torch.device("cpu")
 
 
 def tiny_config(script, dataset, run_dir, *extra):
@@ -41,8 +41,16 @@ def trajectory(rewards, terminated=True, final=False, obs_dim=2, act_dim=1, mark
 
 
 def make_buffer(capacity, seq_len=3, reward_scale=1.0, obs_dim=2):
-    return odt.TrajectoryBuffer(capacity, np.zeros(obs_dim, np.float32), np.ones(obs_dim, np.float32), seq_len,
-                                reward_scale, torch.device("cpu"))
+    return odt.TrajectoryBuffer(
+        capacity, np.zeros(obs_dim, np.float32), np.ones(obs_dim, np.float32), seq_len, reward_scale, CPU
+    )
+
+
+def run_episodes(act, envs, target_return, config, seed):
+    """The family's runner with a unit normaliser on Hopper (11-dim states) and the config's settings."""
+    normaliser = (np.zeros(11), np.ones(11))
+    settings = (config.episode_len, config.eval_context, config.reward_scale, config.reward_bias)
+    return odt.run_episodes(act, envs, target_return, seed, normaliser, CPU, *settings, config.truncation_as_terminal)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -67,8 +75,9 @@ class RecordingCritic(nn.Module):
 
 
 def test_td3_target_clips_noise_and_takes_the_min_of_twin_targets():
-    config = td3.TrainConfig(policy_noise=1e7, noise_clip=0.5, gamma=0.9, critic_reward_scale=2.0,
-                             max_action=1.0, wandb_mode="disabled")
+    config = td3.TrainConfig(
+        policy_noise=1e7, noise_clip=0.5, gamma=0.9, critic_reward_scale=2.0, max_action=1.0, wandb_mode="disabled"
+    )
     torch.manual_seed(0)
     batch_size, k = 256, 3
     batch = {
@@ -100,46 +109,46 @@ def test_polyak_update_moves_targets_by_tau():
 
 
 def small_td3_setup(hopper_random, tmp_path):
-    config = tiny_config(td3, hopper_random, tmp_path / "unused")
+    config = tiny_config(td3, hopper_random, tmp_path / "unused", "--learning_rate", "0.001", "--warmup_steps", "1")
     dataset = td3.load_dataset(config.dataset)
-    mean, std = td3.state_stats(dataset.observations)
-    buffer = td3.TrajectoryBuffer(config.buffer_size, mean, std, config.seq_len, config.reward_scale, torch.device("cpu"))
+    buffer = td3.TrajectoryBuffer(
+        config.buffer_size, *td3.state_stats(dataset.observations), config.seq_len, config.reward_scale, CPU
+    )
     buffer.initialise(td3.dataset_trajectories(dataset))
     torch.manual_seed(0)
-    actor = td3.DecisionTransformer(11, 3, config)
-    critic = td3.TwinCritic(11, 3, config.critic_hidden_dim, config.critic_layer_norm)
-    return config, buffer, actor, critic
+    return config, buffer, td3.ODT_TD3(11, 3, config, CPU)
 
 
 def test_delayed_actor_updates_and_targets_only_move_with_the_actor(hopper_random, tmp_path):
-    import copy
-
-    config, buffer, actor, critic = small_td3_setup(hopper_random, tmp_path)
-    target_actor, target_critic = copy.deepcopy(actor).eval(), copy.deepcopy(critic)
-    actor_optimizer = td3.Lamb(actor.parameters(), lr=1e-3)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(actor_optimizer, lambda steps: 1.0)
-    critic_optimizer = torch.optim.AdamW(critic.parameters(), lr=1e-3)
+    config, buffer, learner = small_td3_setup(hopper_random, tmp_path)
+    parts = (learner.actor, learner.critic, learner.target_actor, learner.target_critic)
     snapshot = lambda module: [p.detach().clone() for p in module.parameters()]  # noqa: E731
     changed = lambda old, module: any(not torch.equal(a, b) for a, b in zip(old, module.parameters()))  # noqa: E731
-    actor_updates = 0
     for step in range(6):
         update_actor = (step + 1) % config.policy_freq == 0
-        before = [snapshot(m) for m in (actor, critic, target_actor, target_critic)]
-        metrics = td3.train_step(actor, critic, target_actor, target_critic, actor_optimizer, scheduler,
-                                 critic_optimizer, buffer.sample(16), 0.1, update_actor, config)
-        assert changed(before[1], critic)
-        assert [changed(before[0], actor), changed(before[2], target_actor), changed(before[3], target_critic)] == [update_actor] * 3
+        before = [snapshot(part) for part in parts]
+        metrics = learner.update(buffer.sample(16))
+        moved = [changed(old, part) for old, part in zip(before, parts)]
+        assert moved == [update_actor, True, update_actor, update_actor]
         assert ("actor_rl_loss" in metrics) == update_actor
-        actor_updates += update_actor
-    assert actor_updates == 3 and scheduler.last_epoch == 3
+    assert learner.updates == 6 and learner.actor_scheduler.last_epoch == 3
+
+
+def test_alpha_switches_from_pretrain_alpha_to_alpha_at_the_first_online_update(hopper_random, tmp_path):
+    config, _, learner = small_td3_setup(hopper_random, tmp_path)
+    config.pretrain_steps, config.pretrain_alpha, config.alpha = 4, 0.0, 0.1
+    assert [learner.alpha(update) for update in range(6)] == [0.0] * 4 + [0.1] * 2
+    learner.updates = 4  # after 4 updates, the last one was offline
+    assert learner.scalars()["alpha"] == 0.0
 
 
 def test_actor_loss_is_the_supervised_loss_at_alpha_zero_and_td3_at_supervised_zero(hopper_random, tmp_path):
-    config, buffer, actor, critic = small_td3_setup(hopper_random, tmp_path)
-    actor.eval()
+    config, buffer, learner = small_td3_setup(hopper_random, tmp_path)
+    actor, critic = learner.actor.eval(), learner.critic
     batch = buffer.sample(32)
     k = config.seq_len
-    predicted = actor(batch["states"][:, :k], batch["actions"][:, :k], batch["returns_to_go"][:, :k], batch["timesteps"][:, :k])
+    context = [batch[key][:, :k] for key in ("states", "actions", "returns_to_go", "timesteps")]
+    predicted = actor(*context)
     mask = batch["mask"].float()
     supervised = (((predicted - batch["actions"][:, :k]) ** 2).mean(-1) * mask).sum() / mask.sum()
     minus_q = (-critic.first(batch["states"][:, :k], predicted) * mask).sum() / mask.sum()
@@ -182,7 +191,7 @@ def test_buffer_keeps_the_top_k_offline_trajectories_and_replaces_fifo_lowest_fi
     # the device copy follows: only the kept trajectories' states are ever sampled
     marks = set(buffer.sample(500)["states"][:, 0, 0].tolist())
     assert marks == {-2.0, -3.0, -4.0}
-    assert len(buffer) == 3 and buffer.transitions == 6
+    assert len(buffer) == 3 and sum(len(t["rewards"]) for t in buffer.trajectories) == 6
 
 
 def test_return_to_go_labels_are_recomputed_from_received_rewards():
@@ -200,6 +209,17 @@ def test_return_to_go_labels_are_recomputed_from_received_rewards():
     assert set(batch["timesteps"][:, 0].tolist()) == {0, 1, 2, 3}
 
 
+# ------------------------------------------------------------------------------------------------
+# The episode runner and online collection
+
+
+def test_one_episode_runner_serves_dt_evaluation_and_both_online_methods():
+    dt = load_script("algorithms/offline/dt.py")
+    sources = {inspect.getsource(script.run_episodes) for script in (dt, odt, td3)}
+    assert len(sources) == 1
+    assert "run_episodes(" in inspect.getsource(dt.evaluate)
+
+
 def test_rollouts_store_real_rewards_not_the_conditioning_return(hopper_random):
     config = tiny_config(odt, hopper_random, "unused", "--reward_bias", "-1", "--episode_len", "30")
     envs = gym.vector.SyncVectorEnv([lambda: gym.make("Hopper-v5", max_episode_steps=30)])
@@ -207,9 +227,10 @@ def test_rollouts_store_real_rewards_not_the_conditioning_return(hopper_random):
 
     def act(states, actions, returns_to_go, timesteps):
         seen.append(returns_to_go[0, -1].item())
+        assert states.shape[1] == min(len(seen), config.eval_context)  # the last eval_context steps
         return torch.zeros(1, 3)
 
-    (episode,) = odt.run_episodes(act, envs, 5000.0, config, np.zeros(11), np.ones(11), torch.device("cpu"), seed=1)
+    (episode,) = run_episodes(act, envs, 5000.0, config, seed=1)
     env_rewards = episode["rewards"] - config.reward_bias
     assert episode["return"] == pytest.approx(env_rewards.sum())  # reported returns use the env's reward
     # the conditioning return drops by each stored (biased, scaled) reward
@@ -219,19 +240,34 @@ def test_rollouts_store_real_rewards_not_the_conditioning_return(hopper_random):
     batch = buffer.sample(64)
     first = batch["timesteps"][:, 0] == 0
     if first.any():
-        assert batch["returns_to_go"][first, 0][0].item() == pytest.approx(episode["rewards"].sum() * config.reward_scale, rel=1e-4)
+        expected = episode["rewards"].sum() * config.reward_scale
+        assert batch["returns_to_go"][first, 0][0].item() == pytest.approx(expected, rel=1e-4)
     assert batch["returns_to_go"].max().item() < 5000.0 * config.reward_scale / 2
+
+
+def test_runner_runs_envs_in_lockstep_and_ignores_steps_after_an_env_finished(hopper_random):
+    config = tiny_config(odt, hopper_random, "unused", "--episode_len", "40")
+    envs = gym.vector.SyncVectorEnv(
+        [lambda steps=steps: gym.make("Hopper-v5", max_episode_steps=steps) for steps in (3, 40)]
+    )
+    calls = []
+    act = lambda states, *context: calls.append(len(states)) or torch.zeros(len(states), 3)  # noqa: E731
+    short, long = run_episodes(act, envs, 1.0, config, seed=0)
+    assert short["length"] == 3 and short["truncated"] and len(short["rewards"]) == 3
+    assert calls == [2] * long["length"]  # one batched forward per step for both envs
+    assert long["length"] == 40 and long["truncated"]  # standing still, Hopper lasts to the time limit
+    assert short["return"] == pytest.approx(float(short["rewards"].sum()))  # steps after its reset not counted
 
 
 def test_truncated_and_terminated_ends_are_kept_apart(hopper_random):
     config = tiny_config(odt, hopper_random, "unused", "--episode_len", "30")
     envs = gym.vector.SyncVectorEnv([lambda: gym.make("Hopper-v5", max_episode_steps=5)])
     act = lambda *context: torch.zeros(1, 3)  # noqa: E731  (standing still survives 5 steps)
-    (truncated,) = odt.run_episodes(act, envs, 1.0, config, np.zeros(11), np.ones(11), torch.device("cpu"), seed=0)
+    (truncated,) = run_episodes(act, envs, 1.0, config, seed=0)
     assert truncated["length"] == 5 and truncated["truncated"]
     assert not truncated["terminated"] and truncated["final_observation"] is not None
     config.truncation_as_terminal = True  # the official code's behaviour
-    (official,) = odt.run_episodes(act, envs, 1.0, config, np.zeros(11), np.ones(11), torch.device("cpu"), seed=0)
+    (official,) = run_episodes(act, envs, 1.0, config, seed=0)
     assert official["terminated"] and official["final_observation"] is None
     # in the buffer: a truncated end bootstraps from its final observation, a true end does not
     # bootstrap, and an offline time-limit end (next state unknown) is left out of the critic loss
@@ -240,7 +276,8 @@ def test_truncated_and_terminated_ends_are_kept_apart(hopper_random):
     assert_last_step(buffer, critic_mask=True, done=False)
     buffer.initialise([official])
     assert_last_step(buffer, critic_mask=True, done=True)
-    buffer.initialise([odt.make_trajectory(truncated["observations"], truncated["actions"], truncated["rewards"], False)])
+    offline = odt.make_trajectory(truncated["observations"], truncated["actions"], truncated["rewards"], False)
+    buffer.initialise([offline])
     assert_last_step(buffer, critic_mask=False, done=False)
 
 
@@ -258,18 +295,32 @@ def assert_last_step(buffer, critic_mask, done):
         torch.testing.assert_close(next_state, torch.as_tensor(expected, dtype=torch.float32).expand_as(next_state))
 
 
-def test_rollouts_stop_once_both_minimums_are_met(hopper_random):
-    assert not odt.rollout_finished(0, 0, 1, 0)
-    assert odt.rollout_finished(1, 3, 1, 0)
-    assert not odt.rollout_finished(5, 999, 1, 1000)
-    assert not odt.rollout_finished(0, 2000, 1, 1000)
-    assert odt.rollout_finished(2, 1000, 1, 1000)
+@pytest.mark.parametrize(
+    "minimums, lengths, rounds",
+    [((1, 0), [3], 1), ((1, 1000), [999, 999], 2), ((5, 1000), [400] * 5, 5), ((1, 1000), [2000], 1)],
+)
+def test_rollouts_stop_once_both_minimums_are_met(minimums, lengths, rounds):
+    seeds = []
+
+    def run_round(seed):
+        seeds.append(seed)
+        return [{"length": lengths[len(seeds) - 1]}]
+
+    np.random.seed(0)
+    assert [t["length"] for t in odt.collect_online(run_round, *minimums)] == lengths
+    assert len(seeds) == rounds
+    np.random.seed(0)  # env seeds come from numpy's RNG, which checkpoints restore
+    assert seeds == [int(np.random.randint(2**31 - 1)) for _ in range(rounds)]
+
+
+def test_online_collection_with_real_rollouts_stops_at_the_first_episode_end_past_the_minimum(hopper_random):
     config = tiny_config(odt, hopper_random, "unused", "--online_transitions", "60", "--episode_len", "25")
     envs = gym.vector.SyncVectorEnv([lambda: gym.make("Hopper-v5", max_episode_steps=25)])
     act = lambda *context: torch.zeros(1, 3)  # noqa: E731
-    episodes = odt.collect_online(act, envs, config, np.zeros(11), np.ones(11), torch.device("cpu"))
+    run_round = lambda seed: run_episodes(act, envs, config.online_rtg, config, seed)  # noqa: E731
+    episodes = odt.collect_online(run_round, config.online_trajectories, config.online_transitions)
     lengths = [t["length"] for t in episodes]
-    assert sum(lengths) >= 60 and sum(lengths[:-1]) < 60  # stopped at the first episode end past 60
+    assert sum(lengths) >= 60 and sum(lengths[:-1]) < 60
 
 
 # ------------------------------------------------------------------------------------------------
@@ -289,21 +340,17 @@ def test_tanh_gaussian_log_prob_matches_torch_distributions():
 
 
 def test_temperature_moves_the_entropy_toward_its_target(hopper_random, tmp_path):
-    config = tiny_config(odt, hopper_random, tmp_path / "unused", "--learning_rate", "0.001",
-                         "--temperature_learning_rate", "0.05", "--init_temperature", "1.0")
+    settings = "--learning_rate 0.001 --temperature_learning_rate 0.05 --init_temperature 1.0 --warmup_steps 1"
+    config = tiny_config(odt, hopper_random, tmp_path / "unused", *settings.split(), "--weight_decay", "0")
     dataset = odt.load_dataset(config.dataset)
-    mean, std = odt.state_stats(dataset.observations)
-    buffer = odt.TrajectoryBuffer(50, mean, std, config.seq_len, config.reward_scale, torch.device("cpu"))
+    buffer = odt.TrajectoryBuffer(50, *odt.state_stats(dataset.observations), config.seq_len, config.reward_scale, CPU)
     buffer.initialise(odt.dataset_trajectories(dataset))
     outcome = {}
     for target in (-20.0, 5.0):
+        config.target_entropy = target
         torch.manual_seed(0)
-        model, temperature = odt.StochasticDT(11, 3, config), odt.Temperature(config.init_temperature)
-        optimizer = odt.Lamb(model.parameters(), lr=config.learning_rate)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda steps: 1.0)
-        temperature_optimizer = torch.optim.Adam(temperature.parameters(), lr=config.temperature_learning_rate)
-        history = [odt.train_step(model, temperature, optimizer, scheduler, temperature_optimizer, buffer.sample(32),
-                                  target, config) for _ in range(80)]
+        learner = odt.ODT(11, 3, config, CPU)
+        history = [learner.update(buffer.sample(32)) for _ in range(80)]
         entropies = [float(h["entropy"]) for h in history]
         outcome[target] = (float(history[-1]["temperature"]), np.mean(entropies[:10]), np.mean(entropies[-10:]))
     low, high = outcome[-20.0], outcome[5.0]
@@ -332,7 +379,7 @@ def test_lamb_step_is_the_trust_ratio_scaled_adam_direction():
     optimizer = odt.Lamb([weight], lr=0.1, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
     weight.grad = torch.randn(4, 3)
     optimizer.step()
-    update = (0.1 * weight.grad) / ((0.001 * weight.grad ** 2).sqrt() + 1e-8) + 0.01 * start
+    update = (0.1 * weight.grad) / ((0.001 * weight.grad**2).sqrt() + 1e-8) + 0.01 * start
     expected = start - 0.1 * start.norm().clamp(max=10.0) / update.norm() * update
     torch.testing.assert_close(weight.detach(), expected)
 
@@ -344,35 +391,47 @@ def test_lamb_step_is_the_trust_ratio_scaled_adam_direction():
 @pytest.mark.parametrize("script", [odt, td3], ids=["odt", "odt_td3"])
 def test_pretrain_then_online_iterations_and_exact_resume_from_the_online_phase(script, hopper_random, tmp_path):
     schedule = ["--pretrain_steps", "20", "--updates_per_iteration", "10", "--eval_every", "20"]
-    straight = script.train(tiny_config(script, hopper_random, tmp_path / "a", *schedule, "--online_iterations", "3",
-                                        "--checkpoint_every", "50"))
+    straight = script.train(
+        tiny_config(
+            script, hopper_random, tmp_path / "a", *schedule, "--online_iterations", "3", "--checkpoint_every", "50"
+        )
+    )
     assert straight["online_iterations"] == 3 and straight["update_steps"] == 50
     assert straight["env_steps"] >= 3 * 40
     assert "pretrained/return_mean" in straight and "eval/normalized_score_mean" in straight
     rows = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     keys = set().union(*rows)
-    common = {"actor_loss", "rollout/return_mean", "rollout/normalized_score_mean", "env_steps", "updates_per_second",
-              "eval/return_mean", "eval/normalized_score_mean", "learning_rate", "rollout_env_steps_per_second"}
-    specific = {"entropy", "temperature", "actor_log_likelihood"} if script is odt else {
-        "actor_supervised_loss", "actor_rl_loss", "critic_loss", "q_mean", "alpha"}
+    common = {
+        "train/actor_loss", "train/updates_per_second", "train/learning_rate", "train/actor_updates", "env_steps",
+        "rollout/return_mean", "rollout/normalized_score_mean", "rollout_env_steps_per_second", "buffer_trajectories",
+        "eval/return_mean", "eval/normalized_score_mean",
+    }  # fmt: skip
+    if script is odt:
+        specific = {"train/entropy", "train/temperature", "train/actor_log_likelihood"}
+    else:
+        specific = {"train/actor_supervised_loss", "train/actor_rl_loss", "train/critic_loss", "train/q_mean"}
+        specific.add("train/alpha")
     assert common | specific <= keys
     assert [row["step"] for row in rows if "rollout/return_mean" in row] == [20, 30, 40]
     if script is td3:
         assert straight["actor_updates"] == 25
-        assert [row["alpha"] for row in rows if "alpha" in row] == [0.0, 0.0, 0.1, 0.1, 0.1]
+        assert [row["train/alpha"] for row in rows if "train/alpha" in row] == [0.0, 0.0, 0.1, 0.1, 0.1]
 
     # stop after the first online iteration (checkpoint in the online phase), then resume to the end
-    script.train(tiny_config(script, hopper_random, tmp_path / "b", *schedule, "--online_iterations", "1",
-                             "--checkpoint_every", "50"))
+    script.train(
+        tiny_config(
+            script, hopper_random, tmp_path / "b", *schedule, "--online_iterations", "1", "--checkpoint_every", "50"
+        )
+    )
     checkpoint = torch.load(sorted((tmp_path / "b" / "checkpoints").iterdir())[-1], weights_only=False)
     assert checkpoint["step"] == 30 and checkpoint["progress"]["iterations"] == 1
     assert sum("return" in t for t in checkpoint["buffer"]["trajectories"]) >= 1  # online trajectories saved
-    resumed = script.train(script.parse_config(script.TrainConfig, ["--resume", str(tmp_path / "b"),
-                                                                    "--online_iterations", "3"]))
+    resume = ["--resume", str(tmp_path / "b"), "--online_iterations", "3"]
+    resumed = script.train(script.parse_config(script.TrainConfig, resume))
     assert resumed["env_steps"] == straight["env_steps"]
     assert resumed["eval/return_mean"] == pytest.approx(straight["eval/return_mean"])
-    losses = lambda run: [row["actor_loss"] for row in  # noqa: E731
-                          map(json.loads, (tmp_path / run / "metrics.jsonl").read_text().splitlines()) if "actor_loss" in row]
+    rows = lambda run: map(json.loads, (tmp_path / run / "metrics.jsonl").read_text().splitlines())  # noqa: E731
+    losses = lambda run: [row["train/actor_loss"] for row in rows(run) if "train/actor_loss" in row]  # noqa: E731
     np.testing.assert_allclose(losses("b"), losses("a"), rtol=1e-4)
 
 
@@ -385,12 +444,13 @@ def test_episodes_longer_than_the_timestep_table_are_rejected(hopper_random, tmp
 
 def test_sigterm_in_the_online_phase_checkpoints_and_the_run_resumes(hopper_random, tmp_path):
     run_dir = tmp_path / "run"
-    args = ["algorithms/finetune/odt_td3.py", *TINY, "--critic_hidden_dim", "32", "--dataset", str(hopper_random),
-            "--run_dir", str(run_dir), "--pretrain_steps", "20", "--updates_per_iteration", "10",
-            "--online_iterations", "100000", "--eval_every", "100000", "--checkpoint_every", "100000"]
+    schedule = "--pretrain_steps 20 --updates_per_iteration 10 --online_iterations 100000 --eval_every 100000"
+    args = ["algorithms/finetune/odt_td3.py", *TINY, "--critic_hidden_dim", "32", "--dataset", str(hopper_random)]
+    args += ["--run_dir", str(run_dir), *schedule.split(), "--checkpoint_every", "100000"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=env)
+    process = subprocess.Popen(
+        [sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     metrics = run_dir / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("rollout/return_mean") >= 2):
@@ -403,7 +463,9 @@ def test_sigterm_in_the_online_phase_checkpoints_and_the_run_resumes(hopper_rand
     iterations = checkpoint["progress"]["iterations"]
     assert iterations >= 2 and checkpoint["step"] > 20
     assert sum("return" in t for t in checkpoint["buffer"]["trajectories"]) >= iterations  # online data kept
-    result = run_cli("algorithms/finetune/odt_td3.py", "--resume", str(run_dir), "--online_iterations", str(iterations + 1))
+    result = run_cli(
+        "algorithms/finetune/odt_td3.py", "--resume", str(run_dir), "--online_iterations", str(iterations + 1)
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["online_iterations"] == iterations + 1

@@ -1,4 +1,5 @@
 """The reward-hill reproduction (ODT+TD3 paper, Fig. 2): ODT stays on a foot, ODT+DDPG climbs to the peak."""
+
 import json
 
 import numpy as np
@@ -8,7 +9,6 @@ from conftest import load_script, run_cli
 
 hill = load_script("benchmarks/reward_hill.py")
 SEEDS = range(5)  # the script's default seeds, 0..4
-
 
 
 def test_reward_is_a_hill_with_its_peak_at_zero():

@@ -1,37 +1,49 @@
-"""Units of the CQL / Cal-QL / IQL scripts: Monte-Carlo returns, buffers, CQL term, IQL losses, regret."""
+"""Units of the CQL / Cal-QL / IQL scripts: Monte-Carlo returns, transitions, buffers, CQL term, IQL losses, regret."""
+
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from blocks.datasets import Dataset
-from blocks.envs import d4rl_env_spec
 from conftest import load_script
 
 cal_ql = load_script("algorithms/finetune/cal_ql.py")
 iql = load_script("algorithms/offline/iql.py")
 
-
 CPU = torch.device("cpu")
+HOPPER = cal_ql.EnvSpec("Hopper-v5", {}, 1000, -20.272305, 3234.3)
 
 
-def dataset_of(observations, rewards, terminals, timeouts, actions=None) -> Dataset:
+def dataset_of(observations, rewards, terminals, timeouts, actions=None, next_observations=None):
     count = len(rewards)
-    return Dataset(
-        name="synthetic", observations=np.asarray(observations, np.float32).reshape(count, -1),
+    extras = {} if next_observations is None else {"next_observations": np.asarray(next_observations, np.float32)}
+    return cal_ql.Dataset(
+        name="synthetic",
+        observations=np.asarray(observations, np.float32).reshape(count, -1),
         actions=np.zeros((count, 3), np.float32) if actions is None else np.asarray(actions, np.float32),
-        rewards=np.asarray(rewards, np.float32), terminals=np.asarray(terminals, bool),
-        timeouts=np.asarray(timeouts, bool), env=d4rl_env_spec("hopper-medium-v2"),
+        rewards=np.asarray(rewards, np.float32),
+        terminals=np.asarray(terminals, bool),
+        timeouts=np.asarray(timeouts, bool),
+        env=HOPPER,
+        extras=extras,
     )
 
 
-def discounted(rewards, gamma, terminal_last):
+def dataset_returns(data, rewards, gamma, sparse=False, fail=0.0, mean=0.0, std=1.0):
+    """Cal-QL's dataset rule: Monte-Carlo returns per file row, then the rows that are transitions."""
+    mc = cal_ql.monte_carlo_returns(rewards, data.terminals, cal_ql.segment_ends(data, mean, std), gamma, sparse, fail)
+    return cal_ql.transition_arrays(data, rewards, mean, std, mc_returns=mc)
+
+
+def discounted(rewards, gamma):
     """Reference: explicit sums, G_t = sum_k gamma^k r_{t+k} within the segment."""
-    return [sum(gamma ** k * r for k, r in enumerate(rewards[t:])) for t in range(len(rewards))]
+    return [sum(gamma**k * r for k, r in enumerate(rewards[t:])) for t in range(len(rewards))]
 
 
 # ---------------------------------------------------------------------------- Monte-Carlo returns
+
 
 def test_dense_returns_are_discounted_sums_within_each_episode():
     rewards = np.array([1.0, 2.0, 3.0, 4.0, 5.0], np.float32)
@@ -46,13 +58,15 @@ def test_sparse_all_failure_segment_gets_fail_over_one_minus_gamma():
     returns = cal_ql.monte_carlo_returns(rewards, np.zeros(4, bool), ends, 0.99, sparse_reward=True, fail_reward=-5.0)
     np.testing.assert_allclose(returns, np.full(4, -500.0), rtol=1e-5)
     dense = cal_ql.monte_carlo_returns(rewards, np.zeros(4, bool), ends, 0.99, sparse_reward=False, fail_reward=-5.0)
-    np.testing.assert_allclose(dense, discounted(list(rewards), 0.99, False), rtol=1e-5)
+    np.testing.assert_allclose(dense, discounted(list(rewards), 0.99), rtol=1e-5)
 
 
 def test_sparse_segment_that_succeeds_gets_ordinary_returns():
     rewards = np.array([-5.0, -5.0, 5.0], np.float32)
     terminals = np.array([0, 0, 1], bool)
-    returns = cal_ql.monte_carlo_returns(rewards, terminals, terminals.copy(), 0.99, sparse_reward=True, fail_reward=-5.0)
+    returns = cal_ql.monte_carlo_returns(
+        rewards, terminals, terminals.copy(), 0.99, sparse_reward=True, fail_reward=-5.0
+    )
     np.testing.assert_allclose(returns, [-5 + 0.99 * (-5 + 0.99 * 5), -5 + 0.99 * 5, 5], rtol=1e-5)
 
 
@@ -61,11 +75,15 @@ def test_timeout_truncates_without_bootstrap_and_its_step_is_dropped_without_nex
     rewards = [1.0, 1.0, 1.0, 2.0, 2.0]
     observations = np.arange(5, dtype=np.float32)[:, None]
     data = dataset_of(observations, rewards, [0, 0, 0, 0, 1], [0, 0, 1, 0, 0])
-    arrays = cal_ql.transition_arrays(data, data.rewards, 0.9, False, 0.0)
+    arrays = dataset_returns(data, data.rewards, 0.9)
     # The timeout step has no s' in the arrays and is dropped; its reward still counts before it.
     np.testing.assert_allclose(arrays["mc_returns"], [1 + 0.9 + 0.81, 1 + 0.9, 2 + 0.9 * 2, 2], rtol=1e-6)
     np.testing.assert_allclose(arrays["next_observations"][:, 0], [1, 2, 4, 4])
     np.testing.assert_allclose(arrays["dones"], [0, 0, 0, 1])
+    # CQL and IQL use the same transitions, without the Monte-Carlo column.
+    plain = iql.transition_arrays(data, data.rewards, 0.0, 1.0)
+    assert set(plain) == {"observations", "actions", "rewards", "next_observations", "dones"}
+    np.testing.assert_allclose(plain["next_observations"], arrays["next_observations"])
 
 
 def test_observation_discontinuity_inside_one_files_arrays_splits_the_segment():
@@ -74,78 +92,101 @@ def test_observation_discontinuity_inside_one_files_arrays_splits_the_segment():
     observations = np.array([[0.0], [1.0], [2.0], [10.0], [11.0]], np.float32)
     next_observations = np.array([[1.0], [2.0], [3.0], [11.0], [12.0]], np.float32)
     rewards = np.ones(5, np.float32)
-    data = dataset_of(observations, rewards, np.zeros(5), np.zeros(5))
-    arrays = cal_ql.transition_arrays(data, data.rewards, 0.5, False, 0.0, next_observations)
+    data = dataset_of(observations, rewards, np.zeros(5), np.zeros(5), next_observations=next_observations)
+    arrays = dataset_returns(data, data.rewards, 0.5)
     np.testing.assert_allclose(arrays["mc_returns"], [1.75, 1.5, 1.0, 1.5, 1.0])
     assert len(arrays["rewards"]) == 5  # with the file's s' every row is a transition
     continuous = np.concatenate([observations[1:], [[12.0]]])  # the same rows with no jump: one segment
-    glued = cal_ql.transition_arrays(data, data.rewards, 0.5, False, 0.0, continuous)
-    np.testing.assert_allclose(glued["mc_returns"][0], sum(0.5 ** k for k in range(5)))
+    glued = dataset_of(observations, rewards, np.zeros(5), np.zeros(5), next_observations=continuous)
+    np.testing.assert_allclose(
+        dataset_returns(glued, glued.rewards, 0.5)["mc_returns"][0], sum(0.5**k for k in range(5))
+    )
 
 
 def test_online_episode_gets_the_same_values_as_the_same_episode_read_from_a_dataset():
-    spec = d4rl_env_spec("hopper-medium-v2")
-    env = spec.make()
-
-    class RandomAgent:
-        def act(self, state, deterministic):
-            return torch.rand(state.shape[0], 3) * 2 - 1
-
-    mean, std = torch.zeros(11), torch.ones(11)
-    episode = cal_ql.collect_episode(RandomAgent(), env, seed=3, mean=mean, std=std)
-    env.close()
-    config = cal_ql.TrainConfig(reward_scale=10.0, reward_bias=-5.0)
-    transform = lambda rewards, success: (np.asarray(rewards, np.float32) * 10.0 - 5.0).astype(np.float32)  # noqa: E731
-    online = cal_ql.finish_episode(episode, transform, config.discount, True, -5.0)
+    envs = HOPPER.make_vector(1)
+    act = lambda state: torch.rand(state.shape[0], 3) * 2 - 1  # noqa: E731
+    returns, lengths, _, episode = cal_ql.run_episodes(act, envs, 3, torch.zeros(11), torch.ones(11), record=True)
+    envs.close()
     count = len(episode["rewards"])
-    assert episode["dones"][-1] == 1.0  # random hopper falls: a terminal ending
-    data = dataset_of(episode["observations"], episode["rewards"], episode["dones"], np.zeros(count), episode["actions"])
-    offline = cal_ql.transition_arrays(data, transform(data.rewards, None), config.discount, True, -5.0,
-                                       episode["next_observations"])
-    for key in ("rewards", "mc_returns", "next_observations", "dones"):
-        np.testing.assert_allclose(np.asarray(online[key], np.float32), offline[key], rtol=1e-6, err_msg=key)
+    assert count == lengths[0] and episode["dones"][-1] and not episode["dones"][:-1].any()  # random hopper falls
+    assert returns[0] == pytest.approx(episode["rewards"].sum())
+    np.testing.assert_array_equal(episode["next_observations"][:-1], episode["observations"][1:])
+    transform = cal_ql.reward_transform(dataset_of(np.zeros(2), [0, 0], [0, 1], [0, 0]), False, False, 10.0, -5.0)
+    # Online (as train() does): training rewards, then one segment that ends at the episode's last step.
+    rewards = transform(episode["rewards"], episode["success"])
+    online = cal_ql.monte_carlo_returns(rewards, episode["dones"], np.arange(count) == count - 1, 0.99, True, -5.0)
+    data = dataset_of(
+        episode["observations"], episode["rewards"], episode["dones"], np.zeros(count), episode["actions"],
+        episode["next_observations"],
+    )  # fmt: skip
+    offline = dataset_returns(data, transform(data.rewards, None), 0.99, True, -5.0)
+    np.testing.assert_allclose(online, offline["mc_returns"], rtol=1e-6)
+    np.testing.assert_allclose(rewards, offline["rewards"], rtol=1e-6)
+    np.testing.assert_allclose(episode["next_observations"], offline["next_observations"], rtol=1e-6)
+    np.testing.assert_allclose(episode["dones"], offline["dones"])
     # An all-failure online episode of a sparse task gets fail / (1 - gamma), as a dataset one would.
-    failing = {**episode, "rewards": np.zeros(count), "success": np.zeros(count, bool)}
-    np.testing.assert_allclose(cal_ql.finish_episode(failing, transform, 0.99, True, -5.0)["mc_returns"], -500.0, rtol=1e-5)
+    failing = transform(np.zeros(count), None)
+    all_fail = cal_ql.monte_carlo_returns(failing, episode["dones"], np.arange(count) == count - 1, 0.99, True, -5.0)
+    np.testing.assert_allclose(all_fail, -500.0, rtol=1e-5)
+
+
+def test_reward_transform_binary_then_normalisation_then_scale_and_bias():
+    data = dataset_of(np.zeros(4), [1.0, 3.0, 2.0, 2.0], [0, 1, 0, 1], [0, 0, 0, 0])  # episode returns 4 and 4
+    with pytest.raises(cal_ql.UserError, match="binary_reward"):
+        cal_ql.reward_transform(data, True, False, 1.0, 0.0)  # no goal flags in the file
+    with pytest.raises(cal_ql.UserError, match="normalize_reward"):
+        cal_ql.reward_transform(data, False, True, 1.0, 0.0)  # equal returns: nothing to normalise by
+    data.rewards[0] = 5.0  # returns 8 and 4: factor 1000 / 4
+    np.testing.assert_allclose(cal_ql.reward_transform(data, False, True, 2.0, 1.0)([1.0], None), [501.0])
+    data.extras["infos/goal_achieved"] = np.array([0, 1, 0, 0], bool)
+    binary = cal_ql.reward_transform(data, True, False, 10.0, 5.0)
+    np.testing.assert_allclose(binary(data.rewards, data.extras["infos/goal_achieved"]), [-5.0, 5.0, -5.0, -5.0])
 
 
 # ---------------------------------------------------------------------------- buffers, regret
 
-def filled_buffer(rows: int, reward: float) -> "cal_ql.TransitionBuffer":
-    buffer = cal_ql.TransitionBuffer(2, 1, rows, CPU)
-    buffer.add({key: np.full((rows,) + ((2,) if "observations" in key else (1,) if key == "actions" else ()), reward)
-                for key in cal_ql.BUFFER_KEYS})
-    return buffer
+
+def rows(count: int, value: float, keys=("observations", "actions", "rewards", "next_observations", "dones")):
+    shapes = {"observations": (2,), "next_observations": (2,), "actions": (1,)}
+    return {key: np.full((count, *shapes.get(key, ())), value, np.float32) for key in keys}
 
 
 @pytest.mark.parametrize("batch_size, ratio, offline_rows", [(256, 0.5, 128), (10, 0.25, 2), (7, 0.5, 3)])
 def test_mixed_batches_take_int_batch_times_ratio_rows_from_the_dataset(batch_size, ratio, offline_rows):
-    offline, online = filled_buffer(50, 0.0), filled_buffer(30, 1.0)
+    offline, online = cal_ql.TransitionBuffer(rows(50, 0.0), CPU), cal_ql.TransitionBuffer(rows(30, 1.0), CPU)
     batch = cal_ql.sample_mixed(offline, online, batch_size, ratio)
     assert batch["rewards"].shape == (batch_size,)
     assert batch["rewards"].tolist() == [0.0] * offline_rows + [1.0] * (batch_size - offline_rows)
-    empty = cal_ql.TransitionBuffer(2, 1, 10, CPU)
+    empty = cal_ql.TransitionBuffer(rows(0, 0.0), CPU, spare=10)
     assert cal_ql.sample_mixed(offline, empty, 16, ratio)["rewards"].sum() == 0  # nothing online yet
+    assert cal_ql.sample_mixed(offline, offline, 16, None)["rewards"].sum() == 0  # no ratio: one buffer, uniform
 
 
 def test_buffer_checkpoint_keeps_only_online_rows_and_restores_them():
-    buffer = cal_ql.TransitionBuffer(2, 1, 8, CPU)
-    rows = lambda count, value: {key: np.full((count,) + ((2,) if "observations" in key else (1,) if key == "actions" else ()), value)  # noqa: E731
-                                 for key in cal_ql.BUFFER_KEYS}
-    buffer.add(rows(5, 0.0))
-    buffer.freeze()
-    buffer.add(rows(3, 2.0))
-    state = buffer.state_dict()
-    assert state["rewards"].tolist() == [2.0, 2.0, 2.0] and state["size"] == 8
+    buffer = cal_ql.TransitionBuffer(rows(5, 0.0, ("rewards", "mc_returns")), CPU, spare=3)
+    buffer.add(rows(3, 2.0, ("rewards", "mc_returns")))
+    state = cal_ql.online_rows(buffer, buffer)
+    assert state["rewards"].tolist() == [2.0, 2.0, 2.0] and state["dataset_rows"] == 5
     buffer.data["rewards"][5:] = -1  # the saved rows are a copy
-    buffer.size = 5
-    buffer.load_state_dict(state)
-    assert buffer.size == 8 and buffer.data["rewards"].tolist() == [0.0] * 5 + [2.0] * 3
+    fresh = cal_ql.TransitionBuffer(rows(5, 0.0, ("rewards", "mc_returns")), CPU, spare=3)
+    cal_ql.restore_online_rows(fresh, fresh, state)
+    assert fresh.size == 8 and fresh.data["rewards"].tolist() == [0.0] * 5 + [2.0] * 3
+    with pytest.raises(cal_ql.UserError, match="dataset rows"):
+        other = cal_ql.TransitionBuffer(rows(4, 0.0, ("rewards", "mc_returns")), CPU, spare=3)
+        cal_ql.restore_online_rows(other, other, state)
+    with pytest.raises(cal_ql.UserError, match="online_iterations"):
+        small = cal_ql.TransitionBuffer(rows(5, 0.0, ("rewards", "mc_returns")), CPU, spare=2)
+        cal_ql.restore_online_rows(small, small, state)
 
 
 def test_regret_from_a_known_evaluation_sequence():
-    evaluations = [{"eval/normalized_score_mean": 20.0}, {"eval/normalized_score_mean": 50.0},
-                   {"eval/normalized_score_mean": 130.0}, {"eval/normalized_score_mean": -10.0}]
+    evaluations = [
+        {"eval/normalized_score_mean": 20.0},
+        {"eval/normalized_score_mean": 50.0},
+        {"eval/normalized_score_mean": 130.0},
+        {"eval/normalized_score_mean": -10.0},
+    ]
     scores = [cal_ql.fraction_of_best(metrics) for metrics in evaluations]
     assert scores == [0.2, 0.5, 1.0, 0.0]
     assert cal_ql.regret(scores) == pytest.approx((0.8 + 0.5 + 0.0 + 1.0) / 4)
@@ -153,6 +194,7 @@ def test_regret_from_a_known_evaluation_sequence():
 
 
 # ---------------------------------------------------------------------------- CQL term
+
 
 def tables():
     """One critic, one state, two samples per action set, hand-picked values."""
@@ -165,48 +207,81 @@ def tables():
     return q_data, q_random, q_current, q_next, log_pi_current, log_pi_next
 
 
+def term(importance_sample, temperature=1.0, clip=(-1e30, 1e30)):
+    return SimpleNamespace(
+        cql_importance_sample=importance_sample,
+        cql_temp=temperature,
+        cql_clip_diff_min=clip[0],
+        cql_clip_diff_max=clip[1],
+    )
+
+
 def test_cql_term_without_importance_sampling_on_known_q_tables():
-    q_data, q_random, q_current, q_next, lp_c, lp_n = tables()
-    gap, _ = cal_ql.cql_difference(q_data, q_random, q_current, q_next, lp_c, lp_n, 3, False, 1.0, -1e30, 1e30)
+    gap = cal_ql.cql_gap(*tables(), 3, term(False))
     expected = math.log(sum(math.exp(v) for v in (1, 3, 2, 1, 6, 4, 0))) - 2.0
     assert gap.item() == pytest.approx(expected, rel=1e-6)
-    cooled, _ = cal_ql.cql_difference(q_data, q_random, q_current, q_next, lp_c, lp_n, 3, False, 2.0, -1e30, 1e30)
-    assert cooled.item() == pytest.approx(2.0 * math.log(sum(math.exp(v / 2) for v in (1, 3, 2, 1, 6, 4, 0))) - 2.0, rel=1e-6)
-    clipped, _ = cal_ql.cql_difference(q_data, q_random, q_current, q_next, lp_c, lp_n, 3, False, 1.0, -1.0, 1.0)
-    assert clipped.item() == 1.0
+    cooled = cal_ql.cql_gap(*tables(), 3, term(False, temperature=2.0))
+    assert cooled.item() == pytest.approx(2.0 * math.log(sum(math.exp(v / 2) for v in (1, 3, 2, 1, 6, 4, 0))) - 2.0)
+    assert cal_ql.cql_gap(*tables(), 3, term(False, clip=(-1.0, 1.0))).item() == 1.0
 
 
 def test_cql_term_with_importance_sampling_on_known_q_tables():
-    q_data, q_random, q_current, q_next, lp_c, lp_n = tables()
-    gap, _ = cal_ql.cql_difference(q_data, q_random, q_current, q_next, lp_c, lp_n, 3, True, 1.0, -1e30, 1e30)
+    gap = cal_ql.cql_gap(*tables(), 3, term(True))
     uniform = 3 * math.log(2.0)  # -log density of U[-1, 1]^3
     values = [1 + uniform, 3 + uniform, 1 + 0.5, 6 - 2.0, 4 - 0.5, 0 + 1.0]
     assert gap.item() == pytest.approx(math.log(sum(math.exp(v) for v in values)) - 2.0, rel=1e-6)
 
 
-def test_calibration_raises_exactly_the_policy_sample_q_values_below_the_bound():
-    q_data, q_random, q_current, q_next, lp_c, lp_n = tables()
-    bound = torch.tensor([3.5])
-    for importance_sample in (True, False):
-        gap, rate = cal_ql.cql_difference(q_data, q_random, q_current, q_next, lp_c, lp_n, 3, importance_sample,
-                                          1.0, -1e30, 1e30, mc_returns=bound)
-        by_hand, _ = cal_ql.cql_difference(  # 0 -> 3.5 and 1 -> 3.5; 4, 6 and the random set (1 < 3.5) untouched
-            q_data, q_random, torch.tensor([[[4.0, 3.5]]]), torch.tensor([[[3.5, 6.0]]]), lp_c, lp_n, 3,
-            importance_sample, 1.0, -1e30, 1e30)
-        assert gap.item() == pytest.approx(by_hand.item(), rel=1e-6)
-        assert rate.item() == 0.5  # one of the two pi(.|s) samples was below the bound
-
-
 def tiny_cql(**overrides):
     config = cal_ql.TrainConfig(actor_hidden_dims=(8,), critic_hidden_dims=(8,), cql_n_actions=4, **overrides)
-    return cal_ql.CQL(4, 2, config, CPU)
+    return cal_ql.CalQL(4, 2, config, CPU)
+
+
+def test_calibration_raises_exactly_the_policy_sample_q_values_below_the_bound():
+    q_data, q_random, q_current, q_next, lp_c, lp_n = tables()
+    for importance_sample in (True, False):
+        agent = tiny_cql(cql_importance_sample=importance_sample)
+        raised_current, raised_next, metrics = agent.policy_sample_q(
+            q_current, q_next, {"mc_returns": torch.tensor([3.5])}
+        )
+        gap = cal_ql.cql_gap(q_data, q_random, raised_current, raised_next, lp_c, lp_n, 3, agent.config)
+        by_hand = cal_ql.cql_gap(  # 0 -> 3.5 and 1 -> 3.5; 4, 6 and the random set (1 < 3.5) untouched
+            q_data, q_random, torch.tensor([[[4.0, 3.5]]]), torch.tensor([[[3.5, 6.0]]]), lp_c, lp_n, 3, agent.config
+        )
+        assert gap.item() == pytest.approx(by_hand.item(), rel=1e-6)
+        assert metrics["bound_rate"].item() == 0.5  # one of the two pi(.|s) samples was below the bound
+    # CQL leaves them alone, and so does Cal-QL with enable_calql false.
+    plain = cal_ql.CQL(4, 2, tiny_cql().config, CPU).policy_sample_q(
+        q_current, q_next, {"mc_returns": torch.tensor([9.0])}
+    )
+    assert plain[0] is q_current and plain[1] is q_next and plain[2] == {}
+    assert tiny_cql(enable_calql=False).policy_sample_q(q_current, q_next, {})[0] is q_current
 
 
 def random_batch(size=16):
     generator = torch.Generator().manual_seed(0)
     rand = lambda *shape: torch.rand(*shape, generator=generator)  # noqa: E731
-    return {"observations": rand(size, 4), "actions": rand(size, 2) * 2 - 1, "rewards": rand(size),
-            "next_observations": rand(size, 4), "dones": (rand(size) < 0.1).float(), "mc_returns": rand(size) * 10}
+    return {
+        "observations": rand(size, 4),
+        "actions": rand(size, 2) * 2 - 1,
+        "rewards": rand(size),
+        "next_observations": rand(size, 4),
+        "dones": (rand(size) < 0.1).float(),
+        "mc_returns": rand(size) * 10,
+    }
+
+
+def test_the_cql_update_sees_the_calibrated_values():
+    batch, agent = random_batch(), tiny_cql()
+    losses = {}
+    for name, bound, calibrated in (("plain", 0.0, False), ("low", -1e3, True), ("high", 1e3, True)):
+        agent.config.enable_calql = calibrated
+        torch.manual_seed(1)  # the same policy and uniform samples each time
+        losses[name] = agent.losses({**batch, "mc_returns": torch.full((16,), bound)})
+    assert losses["low"]["cql_gap"].item() == pytest.approx(losses["plain"]["cql_gap"].item(), rel=1e-6)
+    assert losses["low"]["bound_rate"] == 0 and "bound_rate" not in losses["plain"]
+    assert losses["high"]["cql_gap"].item() > losses["plain"]["cql_gap"].item() + 100
+    assert losses["high"]["bound_rate"] == 1
 
 
 @pytest.mark.parametrize("target_gap, direction", [(1e3, -1), (-1e3, 1)])
@@ -232,13 +307,18 @@ def test_every_loss_uses_the_pre_update_parameters():
     batch = random_batch()
     torch.manual_seed(5)
     before = agent.losses(batch)
-    expected = {name: torch.autograd.grad(before[name], params, allow_unused=True) for name, params in (
-        ("policy_loss", list(agent.actor.parameters())), ("qf_loss", list(agent.critic.parameters())))}
+    expected = {
+        name: torch.autograd.grad(before[name], params, allow_unused=True)
+        for name, params in (
+            ("policy_loss", list(agent.actor.parameters())),
+            ("qf_loss", list(agent.critic.parameters())),
+        )
+    }
     torch.manual_seed(5)
     agent.train_step(batch)
     # Adam's first step moves each parameter by lr * sign(gradient) (up to eps), so the step reveals
     # which gradient was used: the one of the losses before any part was updated.
-    for name, module, lr in (("policy_loss", agent.actor, agent.config.policy_lr), ("qf_loss", agent.critic, agent.config.qf_lr)):
+    for name, module in (("policy_loss", agent.actor), ("qf_loss", agent.critic)):
         state = agent.actor_optimizer.state if name == "policy_loss" else agent.critic_optimizer.state
         for parameter, gradient in zip(module.parameters(), expected[name]):
             if gradient is None:
@@ -246,7 +326,19 @@ def test_every_loss_uses_the_pre_update_parameters():
             torch.testing.assert_close(state[parameter]["exp_avg"], 0.1 * gradient, rtol=1e-4, atol=1e-7)
 
 
+def test_agent_state_round_trips_through_a_checkpoint():
+    agent, copy = tiny_cql(cql_lagrange=True), tiny_cql(cql_lagrange=True, train_seed=1)
+    agent.train_step(random_batch())
+    copy.load_state_dict(agent.state_dict())
+    torch.manual_seed(3)
+    first = agent.train_step(random_batch())
+    torch.manual_seed(3)
+    second = copy.train_step(random_batch())
+    assert all(torch.equal(first[key], second[key]) for key in first) and copy.updates == 2
+
+
 # ---------------------------------------------------------------------------- IQL
+
 
 def test_expectile_loss_values_and_gradients_on_known_inputs():
     difference = torch.tensor([-2.0, 1.0, 0.0], requires_grad=True)
@@ -282,6 +374,9 @@ def test_iql_update_order_is_value_actor_q_target():
     for name in ("value_optimizer", "actor_optimizer", "critic_optimizer"):
         optimizer = getattr(agent, name)
         original = optimizer.step
-        optimizer.step = lambda *args, _name=name, _original=original, **kwargs: (calls.append(_name), _original(*args, **kwargs))[1]
+        optimizer.step = lambda *args, _name=name, _original=original, **kwargs: (
+            calls.append(_name),
+            _original(*args, **kwargs),
+        )[1]
     agent.train_step(random_batch())
     assert calls == ["value_optimizer", "actor_optimizer", "critic_optimizer"]

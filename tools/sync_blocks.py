@@ -49,7 +49,7 @@ def read_block(name: str) -> Tuple[Set[str], str]:
     head, separator, body = path.read_text().partition(SEPARATOR)
     if not separator:
         raise SystemExit(f"{path} has no '{SEPARATOR.strip()}' line")
-    return imported_names(head), body.lstrip("\n")
+    return imported_names(head), body.strip("\n") + "\n\n\n"  # ruff format: two blank lines before the end marker
 
 
 def sync_text(text: str, script: Path) -> Tuple[str, List[str]]:

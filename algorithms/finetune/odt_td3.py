@@ -1,7 +1,5 @@
-"""ODT+TD3 (Yan, Schwing, Wang, NeurIPS 2024): online fine-tuning of a Decision Transformer with
-TD3 gradients, in one file.
-
-    python algorithms/finetune/odt_td3.py --config_path configs/finetune/odt_td3/hopper/random_v2.yaml
+"""ODT+TD3 (Yan, Schwing, Wang, NeurIPS 2024, https://arxiv.org/abs/2410.24108): online fine-tuning of a
+Decision Transformer with TD3 gradients, in one file.
 
 A deterministic DT actor is pretrained on offline trajectories, then fine-tuned online: each
 iteration rolls out the actor (conditioned on online_rtg, plus exploration noise), adds the
@@ -12,30 +10,34 @@ offline data is low-return. Twin critics on (state, action) with clipped double-
 target policy smoothing on a Polyak copy of the whole DT, delayed actor updates; the critic
 trains during pretraining even when pretrain_alpha is 0. alpha = 0 gives the supervised (ODT
 without entropy) baseline, supervised_coef = 0 the TD3 baseline.
+
+    python algorithms/finetune/odt_td3.py --config_path configs/finetune/odt_td3/hopper/random_v2.yaml
+
 A "step" is one gradient batch: the critic updates on every step, the actor every policy_freq
 steps (warmup_steps counts actor updates). Online time-limit ends are kept apart from true ends
 (truncation_as_terminal: true restores the official code's behaviour).
 """
+
 import collections
 import copy
 import dataclasses
 import functools
+import importlib
 import inspect
 import json
 import math
 import os
 import random
-import re
+import shutil
 import signal
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Type, TypeVar
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import gymnasium as gym
-import gymnasium_robotics
 import h5py
 import numpy as np
 import pyrallis
@@ -118,14 +120,8 @@ class TrainConfig:
     keep_checkpoints: int = 2
 
     def __post_init__(self) -> None:
-        if self.wandb_mode not in ("offline", "online", "disabled"):
-            raise ValueError(f"wandb_mode must be offline, online or disabled, not '{self.wandb_mode}'")
-        if self.activation not in ("relu", "gelu"):
-            raise ValueError(f"activation must be relu or gelu, not '{self.activation}'")
-        for name in ("seq_len", "eval_context", "batch_size", "updates_per_iteration", "eval_episodes", "log_every",
-                     "keep_checkpoints", "buffer_size", "rollout_envs", "policy_freq", "warmup_steps"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive")
+        positive = ("seq_len", "eval_context", "batch_size", "updates_per_iteration", "eval_episodes", "eval_every")
+        check_run_fields(self, (*positive, "buffer_size", "rollout_envs", "warmup_steps", "policy_freq"))
         for name in ("pretrain_steps", "online_iterations", "online_trajectories", "online_transitions"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
@@ -133,809 +129,10 @@ class TrainConfig:
             raise ValueError("online_trajectories and online_transitions cannot both be 0")
         if self.eval_every % self.log_every or self.checkpoint_every % self.log_every:
             raise ValueError("eval_every and checkpoint_every must be multiples of log_every")
+        if self.activation not in ("relu", "gelu"):
+            raise ValueError(f"activation must be relu or gelu, not '{self.activation}'")
         if self.embedding_dim % self.num_heads:
             raise ValueError("embedding_dim must be divisible by num_heads")
-
-
-# === shared block: runtime (edit blocks/runtime.py, then run tools/sync_blocks.py) ===
-ConfigT = TypeVar("ConfigT")
-
-
-class UserError(Exception):
-    """Bad input (config, dataset, environment): reported as one clear message, exit code 2."""
-
-
-def run_main(main: Callable[[], Any]) -> None:
-    """Runs a script's main(); turns a UserError into a message on stderr and exit code 2."""
-    try:
-        main()
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-
-
-def parse_config(config_class: Type[ConfigT], args: Optional[List[str]] = None) -> ConfigT:
-    """Parses `--config_path x.yaml` plus CLI overrides into `config_class`.
-
-    `--resume RUN_DIR` re-reads RUN_DIR/config.yaml, so a resumed run keeps its settings;
-    further CLI flags still override it.
-    """
-    args = list(sys.argv[1:] if args is None else args)
-    config_path = None
-    if "--resume" in args and "--config_path" not in args:
-        position = args.index("--resume")
-        if position + 1 >= len(args):
-            raise UserError("--resume needs the run directory to continue, e.g. --resume runs/dt/...")
-        config_path = os.path.join(args[position + 1], "config.yaml")
-        if not os.path.isfile(config_path):
-            raise UserError(f"cannot resume: {config_path} does not exist (is it a run directory?)")
-    if "--config_path" in args:
-        position = args.index("--config_path")
-        path = args[position + 1] if position + 1 < len(args) else ""
-        if not os.path.isfile(path):
-            raise UserError(f"config file not found: '{path}'")
-    # pyrallis re-reads and re-parses the whole script's source for every field's help text
-    # (seconds for a long script): read it once per parse.
-    original_getsource = inspect.getsource
-    inspect.getsource = functools.lru_cache(maxsize=None)(original_getsource)
-    try:
-        return pyrallis.parse(config_class=config_class, config_path=config_path, args=args)
-    except Exception as error:  # pyrallis raises bare Exceptions for YAML keys and values
-        valid = ", ".join(field.name for field in dataclasses.fields(config_class))
-        raise UserError(f"invalid config: {error}. Valid keys of {config_class.__name__}: {valid}") from None
-    finally:
-        inspect.getsource = original_getsource
-
-
-def set_seed(seed: int, deterministic_torch: bool = False) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(deterministic_torch)
-
-
-def pick_device(device: str) -> torch.device:
-    """'auto' means cuda when available, else cpu."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device '{device}' requested but CUDA is not available; use --device cpu or auto")
-    return torch.device(device)
-
-
-def prepare_run_dir(config: Any, algorithm: str) -> Path:
-    """Creates a fresh run directory (never reusing one with content) or returns the one to resume."""
-    if config.resume:
-        run_dir = Path(config.resume)
-        if not any((run_dir / "checkpoints").glob("step_*.pt")):
-            raise UserError(f"cannot resume: no checkpoint in {run_dir / 'checkpoints'}")
-        return run_dir
-    if config.run_dir:
-        run_dir = Path(config.run_dir)
-    else:
-        name = config.dataset
-        dataset_tag = Path(name).stem if name.endswith((".hdf5", ".h5")) else name.replace(":", "_").replace("/", "_")
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        run_dir = Path("runs") / algorithm / dataset_tag / f"seed{config.train_seed}-{stamp}"
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise UserError(
-            f"run directory {run_dir} already has content; pass --resume {run_dir} to continue it "
-            "or choose another --run_dir (nothing was overwritten)"
-        )
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    with open(run_dir / "config.yaml", "w") as file:
-        pyrallis.dump(config, file)
-    return run_dir
-
-
-class RunLogger:
-    """Appends metrics to RUN_DIR/metrics.jsonl and mirrors them to wandb (offline by default)."""
-
-    def __init__(self, run_dir: Path, config: Any, resume_step: int = 0):
-        self.run_dir = run_dir
-        self.metrics_path = run_dir / "metrics.jsonl"
-        if resume_step and self.metrics_path.exists():
-            # Rows written after the checkpoint we resume from will be produced again.
-            rows = [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line]
-            kept = "".join(json.dumps(row) + "\n" for row in rows if row["step"] <= resume_step)
-            self.metrics_path.write_text(kept)
-        self.wandb_run = None
-        if config.wandb_mode != "disabled":
-            import wandb
-
-            id_path = run_dir / "wandb_id.txt"
-            if not id_path.exists():
-                id_path.write_text(os.urandom(6).hex())
-            self.wandb_run = wandb.init(
-                project=config.project, group=config.group, name=config.name, mode=config.wandb_mode,
-                dir=str(run_dir), id=id_path.read_text(), resume="allow", config=dataclasses.asdict(config),
-            )
-
-    def log(self, step: int, metrics: Dict[str, float]) -> None:
-        with open(self.metrics_path, "a") as file:
-            file.write(json.dumps({"step": step, **metrics}) + "\n")
-        if self.wandb_run is not None:
-            self.wandb_run.log(metrics, step=step)
-
-    def finish(self, summary: Dict[str, Any]) -> None:
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        if self.wandb_run is not None:
-            self.wandb_run.summary.update(summary)
-            self.wandb_run.finish()
-
-
-def rng_states() -> Dict[str, Any]:
-    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def restore_rng_states(states: Dict[str, Any]) -> None:
-    # RNG states must be CPU byte tensors, wherever map_location put the rest of the checkpoint.
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
-    torch.set_rng_state(states["torch"].cpu())
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([state.cpu() for state in states["cuda"]])
-
-
-def save_checkpoint(run_dir: Path, step: int, state: Dict[str, Any], keep: int) -> Path:
-    """Writes checkpoints/step_<step>.pt atomically and keeps only the newest `keep` files."""
-    directory = run_dir / "checkpoints"
-    path = directory / f"step_{step:09d}.pt"
-    partial = path.with_suffix(".pt.partial")
-    torch.save({"step": step, "rng": rng_states(), **state}, partial)
-    os.replace(partial, path)
-    for old in sorted(directory.glob("step_*.pt"))[:-keep]:
-        old.unlink()
-    return path
-
-
-def load_latest_checkpoint(run_dir: Path, device: torch.device) -> Dict[str, Any]:
-    """Loads the newest checkpoint and restores the RNG states it holds."""
-    path = sorted((run_dir / "checkpoints").glob("step_*.pt"))[-1]
-    checkpoint = torch.load(path, map_location=device, weights_only=False)
-    restore_rng_states(checkpoint["rng"])
-    return checkpoint
-
-
-class StopRequest:
-    """Turns SIGINT/SIGTERM into a flag the training loop polls, so it can checkpoint and exit.
-
-    A second signal stops at once.
-    """
-
-    def __init__(self) -> None:
-        self.signal_number: Optional[int] = None
-        for number in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(number, self._handle)
-
-    def _handle(self, number: int, frame: Any) -> None:
-        if self.signal_number is not None:
-            raise KeyboardInterrupt
-        self.signal_number = number
-
-    @property
-    def requested(self) -> bool:
-        return self.signal_number is not None
-
-    def exit(self, checkpoint_path: Path) -> None:
-        print(f"\nstopped by signal {self.signal_number}; checkpoint written to {checkpoint_path}", file=sys.stderr)
-        sys.exit(128 + self.signal_number)
-# === end shared block: runtime ===
-
-
-# === shared block: envs (edit blocks/envs.py, then run tools/sync_blocks.py) ===
-gym.register_envs(gymnasium_robotics)  # AntMaze, PointMaze, Adroit and Kitchen envs
-
-D4RL_URL_ROOT = "http://rail.eecs.berkeley.edu/datasets/offline_rl/"
-# Every D4RL dataset name of the supported domains -> its file below D4RL_URL_ROOT.
-D4RL_FILES = {
-    "ant-expert-v0": "gym_mujoco/ant_expert.hdf5",
-    "ant-expert-v1": "gym_mujoco_v1/ant_expert-v1.hdf5",
-    "ant-expert-v2": "gym_mujoco_v2/ant_expert-v2.hdf5",
-    "ant-full-replay-v1": "gym_mujoco_v1/ant_full_replay-v1.hdf5",
-    "ant-full-replay-v2": "gym_mujoco_v2/ant_full_replay-v2.hdf5",
-    "ant-medium-expert-v0": "gym_mujoco/ant_medium_expert.hdf5",
-    "ant-medium-expert-v1": "gym_mujoco_v1/ant_medium_expert-v1.hdf5",
-    "ant-medium-expert-v2": "gym_mujoco_v2/ant_medium_expert-v2.hdf5",
-    "ant-medium-replay-v0": "gym_mujoco/ant_mixed.hdf5",
-    "ant-medium-replay-v1": "gym_mujoco_v1/ant_medium_replay-v1.hdf5",
-    "ant-medium-replay-v2": "gym_mujoco_v2/ant_medium_replay-v2.hdf5",
-    "ant-medium-v0": "gym_mujoco/ant_medium.hdf5",
-    "ant-medium-v1": "gym_mujoco_v1/ant_medium-v1.hdf5",
-    "ant-medium-v2": "gym_mujoco_v2/ant_medium-v2.hdf5",
-    "ant-random-v0": "gym_mujoco/ant_random.hdf5",
-    "ant-random-v1": "gym_mujoco_v1/ant_random-v1.hdf5",
-    "ant-random-v2": "gym_mujoco_v2/ant_random-v2.hdf5",
-    "antmaze-large-diverse-v0": "ant_maze_new/Ant_maze_hardest-maze_noisy_multistart_True_multigoal_True_sparse.hdf5",
-    "antmaze-large-diverse-v2": "ant_maze_v2/Ant_maze_hardest-maze_noisy_multistart_True_multigoal_True_sparse_fixed.hdf5",
-    "antmaze-large-play-v0": "ant_maze_new/Ant_maze_hardest-maze_noisy_multistart_True_multigoal_False_sparse.hdf5",
-    "antmaze-large-play-v2": "ant_maze_v2/Ant_maze_hardest-maze_noisy_multistart_True_multigoal_False_sparse_fixed.hdf5",
-    "antmaze-medium-diverse-v0": "ant_maze_new/Ant_maze_big-maze_noisy_multistart_True_multigoal_True_sparse.hdf5",
-    "antmaze-medium-diverse-v2": "ant_maze_v2/Ant_maze_big-maze_noisy_multistart_True_multigoal_True_sparse_fixed.hdf5",
-    "antmaze-medium-play-v0": "ant_maze_new/Ant_maze_big-maze_noisy_multistart_True_multigoal_False_sparse.hdf5",
-    "antmaze-medium-play-v2": "ant_maze_v2/Ant_maze_big-maze_noisy_multistart_True_multigoal_False_sparse_fixed.hdf5",
-    "antmaze-umaze-diverse-v0": "ant_maze_new/Ant_maze_u-maze_noisy_multistart_True_multigoal_True_sparse.hdf5",
-    "antmaze-umaze-diverse-v2": "ant_maze_v2/Ant_maze_u-maze_noisy_multistart_True_multigoal_True_sparse_fixed.hdf5",
-    "antmaze-umaze-v0": "ant_maze_new/Ant_maze_u-maze_noisy_multistart_False_multigoal_False_sparse.hdf5",
-    "antmaze-umaze-v2": "ant_maze_v2/Ant_maze_u-maze_noisy_multistart_False_multigoal_False_sparse_fixed.hdf5",
-    "door-cloned-v0": "hand_dapg/door-demos-v0-bc-combined.hdf5",
-    "door-cloned-v1": "hand_dapg_v1/door-cloned-v1.hdf5",
-    "door-expert-v0": "hand_dapg/door-v0_expert_clipped.hdf5",
-    "door-expert-v1": "hand_dapg_v1/door-expert-v1.hdf5",
-    "door-human-v0": "hand_dapg/door-v0_demos_clipped.hdf5",
-    "door-human-v1": "hand_dapg_v1/door-human-v1.hdf5",
-    "halfcheetah-expert-v0": "gym_mujoco/halfcheetah_expert.hdf5",
-    "halfcheetah-expert-v1": "gym_mujoco_v1/halfcheetah_expert-v1.hdf5",
-    "halfcheetah-expert-v2": "gym_mujoco_v2/halfcheetah_expert-v2.hdf5",
-    "halfcheetah-full-replay-v1": "gym_mujoco_v1/halfcheetah_full_replay-v1.hdf5",
-    "halfcheetah-full-replay-v2": "gym_mujoco_v2/halfcheetah_full_replay-v2.hdf5",
-    "halfcheetah-medium-expert-v0": "gym_mujoco/halfcheetah_medium_expert.hdf5",
-    "halfcheetah-medium-expert-v1": "gym_mujoco_v1/halfcheetah_medium_expert-v1.hdf5",
-    "halfcheetah-medium-expert-v2": "gym_mujoco_v2/halfcheetah_medium_expert-v2.hdf5",
-    "halfcheetah-medium-replay-v0": "gym_mujoco/halfcheetah_mixed.hdf5",
-    "halfcheetah-medium-replay-v1": "gym_mujoco_v1/halfcheetah_medium_replay-v1.hdf5",
-    "halfcheetah-medium-replay-v2": "gym_mujoco_v2/halfcheetah_medium_replay-v2.hdf5",
-    "halfcheetah-medium-v0": "gym_mujoco/halfcheetah_medium.hdf5",
-    "halfcheetah-medium-v1": "gym_mujoco_v1/halfcheetah_medium-v1.hdf5",
-    "halfcheetah-medium-v2": "gym_mujoco_v2/halfcheetah_medium-v2.hdf5",
-    "halfcheetah-random-v0": "gym_mujoco/halfcheetah_random.hdf5",
-    "halfcheetah-random-v1": "gym_mujoco_v1/halfcheetah_random-v1.hdf5",
-    "halfcheetah-random-v2": "gym_mujoco_v2/halfcheetah_random-v2.hdf5",
-    "hammer-cloned-v0": "hand_dapg/hammer-demos-v0-bc-combined.hdf5",
-    "hammer-cloned-v1": "hand_dapg_v1/hammer-cloned-v1.hdf5",
-    "hammer-expert-v0": "hand_dapg/hammer-v0_expert_clipped.hdf5",
-    "hammer-expert-v1": "hand_dapg_v1/hammer-expert-v1.hdf5",
-    "hammer-human-v0": "hand_dapg/hammer-v0_demos_clipped.hdf5",
-    "hammer-human-v1": "hand_dapg_v1/hammer-human-v1.hdf5",
-    "hopper-expert-v0": "gym_mujoco/hopper_expert.hdf5",
-    "hopper-expert-v1": "gym_mujoco_v1/hopper_expert-v1.hdf5",
-    "hopper-expert-v2": "gym_mujoco_v2/hopper_expert-v2.hdf5",
-    "hopper-full-replay-v1": "gym_mujoco_v1/hopper_full_replay-v1.hdf5",
-    "hopper-full-replay-v2": "gym_mujoco_v2/hopper_full_replay-v2.hdf5",
-    "hopper-medium-expert-v0": "gym_mujoco/hopper_medium_expert.hdf5",
-    "hopper-medium-expert-v1": "gym_mujoco_v1/hopper_medium_expert-v1.hdf5",
-    "hopper-medium-expert-v2": "gym_mujoco_v2/hopper_medium_expert-v2.hdf5",
-    "hopper-medium-replay-v0": "gym_mujoco/hopper_mixed.hdf5",
-    "hopper-medium-replay-v1": "gym_mujoco_v1/hopper_medium_replay-v1.hdf5",
-    "hopper-medium-replay-v2": "gym_mujoco_v2/hopper_medium_replay-v2.hdf5",
-    "hopper-medium-v0": "gym_mujoco/hopper_medium.hdf5",
-    "hopper-medium-v1": "gym_mujoco_v1/hopper_medium-v1.hdf5",
-    "hopper-medium-v2": "gym_mujoco_v2/hopper_medium-v2.hdf5",
-    "hopper-random-v0": "gym_mujoco/hopper_random.hdf5",
-    "hopper-random-v1": "gym_mujoco_v1/hopper_random-v1.hdf5",
-    "hopper-random-v2": "gym_mujoco_v2/hopper_random-v2.hdf5",
-    "kitchen-complete-v0": "kitchen/mini_kitchen_microwave_kettle_light_slider-v0.hdf5",
-    "kitchen-mixed-v0": "kitchen/kitchen_microwave_kettle_bottomburner_light-v0.hdf5",
-    "kitchen-partial-v0": "kitchen/kitchen_microwave_kettle_light_slider-v0.hdf5",
-    "maze2d-large-dense-v1": "maze2d/maze2d-large-dense-v1.hdf5",
-    "maze2d-large-v1": "maze2d/maze2d-large-sparse-v1.hdf5",
-    "maze2d-medium-dense-v1": "maze2d/maze2d-medium-dense-v1.hdf5",
-    "maze2d-medium-v1": "maze2d/maze2d-medium-sparse-v1.hdf5",
-    "maze2d-open-dense-v0": "maze2d/maze2d-open-dense.hdf5",
-    "maze2d-open-v0": "maze2d/maze2d-open-sparse.hdf5",
-    "maze2d-umaze-dense-v1": "maze2d/maze2d-umaze-dense-v1.hdf5",
-    "maze2d-umaze-v1": "maze2d/maze2d-umaze-sparse-v1.hdf5",
-    "pen-cloned-v0": "hand_dapg/pen-demos-v0-bc-combined.hdf5",
-    "pen-cloned-v1": "hand_dapg_v1/pen-cloned-v1.hdf5",
-    "pen-expert-v0": "hand_dapg/pen-v0_expert_clipped.hdf5",
-    "pen-expert-v1": "hand_dapg_v1/pen-expert-v1.hdf5",
-    "pen-human-v0": "hand_dapg/pen-v0_demos_clipped.hdf5",
-    "pen-human-v1": "hand_dapg_v1/pen-human-v1.hdf5",
-    "relocate-cloned-v0": "hand_dapg/relocate-demos-v0-bc-combined.hdf5",
-    "relocate-cloned-v1": "hand_dapg_v1/relocate-cloned-v1.hdf5",
-    "relocate-expert-v0": "hand_dapg/relocate-v0_expert_clipped.hdf5",
-    "relocate-expert-v1": "hand_dapg_v1/relocate-expert-v1.hdf5",
-    "relocate-human-v0": "hand_dapg/relocate-v0_demos_clipped.hdf5",
-    "relocate-human-v1": "hand_dapg_v1/relocate-human-v1.hdf5",
-    "walker2d-expert-v0": "gym_mujoco/walker2d_expert.hdf5",
-    "walker2d-expert-v1": "gym_mujoco_v1/walker2d_expert-v1.hdf5",
-    "walker2d-expert-v2": "gym_mujoco_v2/walker2d_expert-v2.hdf5",
-    "walker2d-full-replay-v1": "gym_mujoco_v1/walker2d_full_replay-v1.hdf5",
-    "walker2d-full-replay-v2": "gym_mujoco_v2/walker2d_full_replay-v2.hdf5",
-    "walker2d-medium-expert-v0": "gym_mujoco/walker2d_medium_expert.hdf5",
-    "walker2d-medium-expert-v1": "gym_mujoco_v1/walker2d_medium_expert-v1.hdf5",
-    "walker2d-medium-expert-v2": "gym_mujoco_v2/walker2d_medium_expert-v2.hdf5",
-    "walker2d-medium-replay-v0": "gym_mujoco/walker_mixed.hdf5",
-    "walker2d-medium-replay-v1": "gym_mujoco_v1/walker2d_medium_replay-v1.hdf5",
-    "walker2d-medium-replay-v2": "gym_mujoco_v2/walker2d_medium_replay-v2.hdf5",
-    "walker2d-medium-v0": "gym_mujoco/walker2d_medium.hdf5",
-    "walker2d-medium-v1": "gym_mujoco_v1/walker2d_medium-v1.hdf5",
-    "walker2d-medium-v2": "gym_mujoco_v2/walker2d_medium-v2.hdf5",
-    "walker2d-random-v0": "gym_mujoco/walker2d_random.hdf5",
-    "walker2d-random-v1": "gym_mujoco_v1/walker2d_random-v1.hdf5",
-    "walker2d-random-v2": "gym_mujoco_v2/walker2d_random-v2.hdf5",
-}
-# D4RL reference returns (random policy, expert): normalised score = 100 * (R - min) / (max - min).
-D4RL_REF_SCORES = {
-    "hopper": (-20.272305, 3234.3),
-    "halfcheetah": (-280.178953, 12135.0),
-    "walker2d": (1.629008, 4592.3),
-    "ant": (-325.6, 3879.7),
-    "antmaze": (0.0, 1.0),
-    "pen": (96.262799, 3076.8331017826877),
-    "door": (-56.512833, 2880.5693087298737),
-    "hammer": (-274.856578, 12794.134825156867),
-    "relocate": (-6.425911, 4233.877797728884),
-    "kitchen": (0.0, 4.0),
-    "maze2d-open": (0.01, 20.66),
-    "maze2d-open-dense": (11.17817, 27.166538620695782),
-    "maze2d-umaze": (23.85, 161.86),
-    "maze2d-umaze-dense": (68.537689, 193.66285642381482),
-    "maze2d-medium": (13.13, 277.39),
-    "maze2d-medium-dense": (44.264742, 297.4552547777125),
-    "maze2d-large": (6.7, 273.99),
-    "maze2d-large-dense": (30.569041, 303.4857382709002),
-}
-# D4RL locomotion domain -> (Gymnasium env id, kwargs, how it differs from the env D4RL recorded).
-D4RL_LOCOMOTION_ENVS: Dict[str, Tuple[str, Dict[str, Any], str]] = {
-    "hopper": ("Hopper-v5", {}, "D4RL recorded Hopper-v3 under mujoco-py; same 11-dim observation"),
-    "halfcheetah": ("HalfCheetah-v5", {}, "D4RL recorded HalfCheetah-v3 under mujoco-py; same 17-dim observation"),
-    "walker2d": ("Walker2d-v5", {}, "D4RL recorded Walker2d-v3 under mujoco-py; same 17-dim observation"),
-    "ant": (
-        "Ant-v4", {"use_contact_forces": True},
-        "Ant-v4 with contact forces has D4RL's 111-dim layout; mujoco-py 2.x reported all-zero contact "
-        "forces, so the last 84 dims of D4RL ant data are zeros while the modern env fills them",
-    ),
-}
-# Maze layouts as D4RL's evaluation envs use them (rows as in D4RL's source; "r" reset, "g" goal).
-D4RL_ANTMAZE_MAPS = {
-    "umaze": ["11111", "1r001", "11101", "1g001", "11111"],
-    "medium": ["11111111", "1r011001", "10010001", "11000111", "10010001", "10100101", "100010g1", "11111111"],
-    "large": ["111111111111", "1r0001000001", "101101010101", "100000010001", "101111011101",
-              "100101000001", "110101010111", "100100010g01", "111111111111"],
-}
-D4RL_MAZE2D_MAPS = {
-    "open": ["1111111", "1000001", "100g001", "1000001", "1111111"],
-    "umaze": ["11111", "1g001", "11101", "10001", "11111"],
-    "medium": ["11111111", "10011001", "10010001", "11000111", "10010001", "10100101", "100010g1", "11111111"],
-    "large": ["111111111111", "100001000001", "101101010101", "100000010001", "101111011101",
-              "100101000001", "110101010111", "100100010g01", "111111111111"],
-}
-D4RL_MAZE2D_STEPS = {"open": 150, "umaze": 300, "medium": 600, "large": 800}
-D4RL_KITCHEN_TASKS = {
-    "complete": ["microwave", "kettle", "light switch", "slide cabinet"],
-    "partial": ["microwave", "kettle", "light switch", "slide cabinet"],
-    "mixed": ["microwave", "kettle", "bottom burner", "light switch"],
-}
-ADROIT_DOMAINS = ("pen", "door", "hammer", "relocate")
-D4RL_DOMAINS = (*D4RL_LOCOMOTION_ENVS, *ADROIT_DOMAINS, "antmaze", "maze2d", "kitchen")
-
-
-@dataclass(frozen=True)
-class EnvSpec:
-    """How to build the evaluation env of a dataset and normalise its returns."""
-
-    env_id: str
-    kwargs: Dict[str, Any] = field(default_factory=dict)
-    max_episode_steps: Optional[int] = None
-    ref_min_score: Optional[float] = None
-    ref_max_score: Optional[float] = None
-    note: str = ""
-    reports_success: bool = False  # goal-reaching envs put a 0/1 `success` in the step info
-    adapter: str = ""  # a key of ENV_ADAPTERS: makes the modern env speak D4RL's observation layout
-
-    def make(self) -> gym.Env:
-        env = gym.make(self.env_id, max_episode_steps=self.max_episode_steps, **self.kwargs)
-        return ENV_ADAPTERS[self.adapter](env) if self.adapter else env
-
-    def make_vector(self, num_envs: int) -> gym.vector.VectorEnv:
-        # Sync, not async: on few cores batching the policy across envs is where time is saved.
-        return gym.vector.SyncVectorEnv([self.make for _ in range(num_envs)])
-
-    def normalized_score(self, returns: np.ndarray) -> Optional[np.ndarray]:
-        if self.ref_min_score is None or self.ref_max_score is None:
-            return None
-        return 100.0 * (np.asarray(returns) - self.ref_min_score) / (self.ref_max_score - self.ref_min_score)
-
-
-def d4rl_ref_scores(name: str) -> Tuple[float, float]:
-    stem = re.sub(r"-v\d+$", "", name)
-    family = stem if stem.startswith("maze2d") else stem.split("-")[0]
-    return D4RL_REF_SCORES[family]
-
-
-def _maze_map(rows: List[str], flip: bool) -> List[List[Any]]:
-    cells = {"0": 0, "1": 1, "r": "r", "g": "g"}
-    grid = [[cells[cell] for cell in row] for row in rows]
-    return grid[::-1] if flip else grid
-
-
-def d4rl_env_spec(name: str) -> EnvSpec:
-    """The Gymnasium env that evaluates a D4RL dataset, with D4RL's reference scores."""
-    parts = re.sub(r"-v\d+$", "", name).split("-")
-    domain = parts[0]
-    ref_min, ref_max = d4rl_ref_scores(name)
-    if domain in D4RL_LOCOMOTION_ENVS:
-        env_id, kwargs, note = D4RL_LOCOMOTION_ENVS[domain]
-        return EnvSpec(env_id, dict(kwargs), 1000, ref_min, ref_max, note)
-    if domain in ADROIT_DOMAINS:
-        note = "AdroitHand*-v1 of gymnasium-robotics; same observations as D4RL's -v0 hand envs"
-        if domain != "pen":
-            note += "; its dense reward for door/hammer/relocate changed in gymnasium-robotics 1.2.1"
-        return EnvSpec(f"AdroitHand{domain.capitalize()}-v1", {}, 100 if domain == "pen" else 200,
-                       ref_min, ref_max, note, reports_success=True)
-    if domain == "antmaze":
-        maze = parts[1]
-        return EnvSpec(
-            f"AntMaze_{'UMaze' if maze == 'umaze' else maze.capitalize()}-v4",
-            {"maze_map": _maze_map(D4RL_ANTMAZE_MAPS[maze], flip=True), "continuing_task": True,
-             "reset_target": False},
-            700 if maze == "umaze" else 1000, ref_min, ref_max,
-            "gymnasium-robotics AntMaze-v4 laid out as D4RL's evaluation maze, observation in D4RL's frame "
-            "(start cell at the origin), D4RL's 0.5 goal radius; the ant model is Gymnasium's and the goal "
-            "sits at the goal cell's centre (D4RL: up to 1.5 off it)",
-            reports_success=True, adapter="d4rl_antmaze",
-        )
-    if domain == "maze2d":
-        maze = parts[1]
-        kwargs = {"maze_map": _maze_map(D4RL_MAZE2D_MAPS[maze], flip=False), "continuing_task": True,
-                  "reset_target": False, "reward_type": "dense" if "dense" in parts else "sparse"}
-        return EnvSpec(
-            f"PointMaze_{'UMaze' if maze == 'umaze' else maze.capitalize()}-v3", kwargs, D4RL_MAZE2D_STEPS[maze],
-            ref_min, ref_max,
-            "gymnasium-robotics PointMaze-v3; observations, actions, target and reward in D4RL's maze2d frame; "
-            "start cells and start noise are Gymnasium's",
-            reports_success=True, adapter="d4rl_maze2d",
-        )
-    if domain == "kitchen":
-        return EnvSpec(
-            "FrankaKitchen-v1", {"tasks_to_complete": D4RL_KITCHEN_TASKS[parts[1]]}, 280, ref_min, ref_max,
-            "gymnasium-robotics FrankaKitchen-v1 (needs mujoco < 3.12); observation rebuilt in D4RL's 60-dim "
-            "layout (robot qpos, object qpos, goal)",
-            adapter="d4rl_kitchen",
-        )
-    raise UserError(f"D4RL dataset '{name}' has no Gymnasium mapping; mapped domains: {', '.join(D4RL_DOMAINS)}")
-
-
-class D4RLMazeFrame(gym.Wrapper):
-    """Base of the maze adapters: every observation goes through `_to_d4rl`."""
-
-    def _to_d4rl(self, observation: Dict[str, np.ndarray]) -> np.ndarray:
-        raise NotImplementedError
-
-    def reset(self, **kwargs: Any) -> Tuple[np.ndarray, Dict[str, Any]]:
-        observation, info = self.env.reset(**kwargs)
-        return self._to_d4rl(observation), info
-
-
-class D4RLAntMaze(D4RLMazeFrame):
-    """D4RL's antmaze observation [x, y, rest of qpos, qvel], with the start cell at the origin, and
-    its sparse task: reward and success 1 within 0.5 of the goal."""
-
-    def __init__(self, env: gym.Env):
-        super().__init__(env)
-        env.unwrapped.position_noise_range = 0.025  # start and goal within 0.1 of their cell centres (D4RL: 0.1)
-        maze = env.unwrapped.maze
-        start = next((i, j) for i, row in enumerate(maze.maze_map) for j, cell in enumerate(row) if cell == "r")
-        self.origin = maze.cell_rowcol_to_xy(np.array(start))
-        size = env.observation_space["observation"].shape[0] + 2
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (size,), np.float64)
-
-    def _to_d4rl(self, observation: Dict[str, np.ndarray]) -> np.ndarray:
-        return np.concatenate([observation["achieved_goal"] - self.origin, observation["observation"]])
-
-    def step(self, action: np.ndarray) -> Tuple[np.ndarray, float, bool, bool, Dict[str, Any]]:
-        observation, _, terminated, truncated, info = self.env.step(action)
-        success = bool(np.linalg.norm(observation["achieved_goal"] - observation["desired_goal"]) <= 0.5)
-        return self._to_d4rl(observation), float(success), terminated, truncated, {**info, "success": success}
-
-
-class D4RLMaze2d(D4RLMazeFrame):
-    """D4RL's maze2d frame: cell (row, column) is centred at (row - 0.2, column - 0.2) and the target is
-    (goal row, goal column); Gymnasium centres it at (column - cx, cy - row). Positions, velocities and
-    actions are rotated between the two, and reward and success follow D4RL's rule in its frame."""
-
-    def __init__(self, env: gym.Env):
-        super().__init__(env)
-        maze = env.unwrapped.maze
-        self.offset = np.array([maze.y_map_center - 0.7, maze.x_map_center - 0.7])
-        self.target = np.array(next((i, j) for i, row in enumerate(maze.maze_map) for j, cell in enumerate(row) if cell == "g"), float)
-        self.dense = env.unwrapped.reward_type == "dense"
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (4,), np.float64)
-
-    def _to_d4rl(self, observation: Dict[str, np.ndarray]) -> np.ndarray:
-        x, y, velocity_x, velocity_y = observation["observation"]
-        return np.array([self.offset[0] - y, self.offset[1] + x, -velocity_y, velocity_x])
-
-    def step(self, action: np.ndarray) -> Tuple[np.ndarray, float, bool, bool, Dict[str, Any]]:
-        observation, _, terminated, truncated, info = self.env.step(np.array([action[1], -action[0]]))
-        observation = self._to_d4rl(observation)
-        distance = np.linalg.norm(observation[:2] - self.target)
-        reward = float(np.exp(-distance)) if self.dense else float(distance <= 0.5)
-        return observation, reward, terminated, truncated, {**info, "success": bool(distance <= 0.5)}
-
-
-class D4RLKitchenObservation(gym.ObservationWrapper):
-    """D4RL's 60 dims: robot joint positions (9), object positions (21), the fixed task goal (30)."""
-
-    def __init__(self, env: gym.Env):
-        super().__init__(env)
-        from gymnasium_robotics.envs.franka_kitchen.kitchen_env import OBS_ELEMENT_GOALS, OBS_ELEMENT_INDICES
-
-        self.goal = np.zeros(30)
-        for task in env.unwrapped.tasks_to_complete:
-            self.goal[OBS_ELEMENT_INDICES[task]] = OBS_ELEMENT_GOALS[task]
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (60,), np.float64)
-
-    def observation(self, observation: Dict[str, Any]) -> np.ndarray:
-        state = observation["observation"]
-        return np.concatenate([state[:9], state[18:39], self.goal])
-
-
-ENV_ADAPTERS = {"d4rl_antmaze": D4RLAntMaze, "d4rl_maze2d": D4RLMaze2d, "d4rl_kitchen": D4RLKitchenObservation}
-
-
-def step_success(infos: Dict[str, Any], num_envs: int) -> np.ndarray:
-    """Per env of a vector env: did this step report reaching the goal (info['success'])?"""
-    if "success" not in infos:
-        return np.zeros(num_envs, dtype=bool)
-    return np.asarray(infos["success"], dtype=bool) & np.asarray(infos.get("_success", True), dtype=bool)
-# === end shared block: envs ===
-
-
-# === shared block: datasets (edit blocks/datasets.py, then run tools/sync_blocks.py) ===
-@dataclass
-class Dataset:
-    """Transitions in file order. Episodes end at a terminal (true end) or a timeout (time limit)."""
-
-    name: str
-    observations: np.ndarray  # (N, obs_dim) float32
-    actions: np.ndarray  # (N, act_dim) float32
-    rewards: np.ndarray  # (N,) float32
-    terminals: np.ndarray  # (N,) bool
-    timeouts: np.ndarray  # (N,) bool
-    env: EnvSpec
-
-
-def d4rl_dataset_dir() -> Path:
-    """Where d4rl caches its files, so files users already have are reused."""
-    return Path(os.environ.get("D4RL_DATASET_DIR", Path.home() / ".d4rl" / "datasets")).expanduser()
-
-
-def load_dataset(name: str, allow_download: bool = True) -> Dataset:
-    """`name` is a D4RL name (hopper-medium-v2), `minari:<id>`, or a path to a D4RL-format hdf5 file."""
-    if name.startswith("minari:"):
-        dataset = _load_minari(name[len("minari:"):], allow_download)
-    elif name.endswith((".hdf5", ".h5")) or os.path.sep in name:
-        dataset = _load_hdf5_file(Path(name))
-    elif name in D4RL_FILES:
-        dataset = _load_d4rl(name, allow_download)
-    else:
-        raise UserError(
-            f"unknown dataset '{name}': not a D4RL name (e.g. hopper-medium-v2), not 'minari:<dataset id>' "
-            "and not a path to an .hdf5 file"
-        )
-    validate_dataset(dataset)
-    return dataset
-
-
-def _load_d4rl(name: str, allow_download: bool) -> Dataset:
-    url = D4RL_URL_ROOT + D4RL_FILES[name]
-    path = d4rl_dataset_dir() / os.path.basename(url)
-    if not path.exists():
-        how = f"download it with `curl -L --create-dirs -o {path} {url}`, or set D4RL_DATASET_DIR to the folder holding it"
-        if not allow_download:
-            raise UserError(f"D4RL dataset '{name}' not found at {path} (downloads are off); {how}")
-        try:
-            _download(url, path)
-        except OSError as error:
-            raise UserError(f"D4RL dataset '{name}' not found at {path} and downloading {url} failed ({error}); {how}") from None
-    arrays, _ = read_hdf5(path)
-    return _dataset_from_arrays(name, arrays, d4rl_env_spec(name))
-
-
-def _download(url: str, path: Path) -> None:
-    """Streams to a .partial file first, so an interrupted download never looks like a dataset."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(path.suffix + ".partial")
-    print(f"downloading {url} -> {path}")
-    with urllib.request.urlopen(url, timeout=15) as response, open(partial, "wb") as file:
-        while chunk := response.read(1 << 20):
-            file.write(chunk)
-    os.replace(partial, path)
-
-
-def read_hdf5(path: Path) -> Tuple[Dict[str, np.ndarray], Dict[str, object]]:
-    """Reads the flat arrays and the `metadata/` group of a D4RL-format file."""
-    try:
-        with h5py.File(path, "r") as file:
-            missing = [key for key in ("observations", "actions", "rewards", "terminals") if key not in file]
-            if missing:
-                raise UserError(f"{path} is not a D4RL-format file: missing {missing}")
-            arrays = {key: file[key][()] for key in ("observations", "actions", "rewards", "terminals", "timeouts") if key in file}
-            metadata = {}
-            if "metadata" in file:
-                for key, value in file["metadata"].items():
-                    value = value[()]
-                    metadata[key] = value.decode() if isinstance(value, bytes) else value
-    except OSError as error:
-        raise UserError(f"cannot read {path} as hdf5 ({error})") from None
-    return arrays, metadata
-
-
-def _load_hdf5_file(path: Path) -> Dataset:
-    if not path.is_file():
-        raise UserError(f"dataset file {path} does not exist; generate one with tools/generate_dataset.py")
-    arrays, metadata = read_hdf5(path)
-    if "env_id" not in metadata:
-        raise UserError(
-            f"{path} has no metadata/env_id, so its evaluation env is unknown; write metadata/env_id "
-            "(and metadata/env_kwargs as JSON) into the file, or load a D4RL file by its D4RL name"
-        )
-    ref_min, ref_max = metadata.get("ref_min_score"), metadata.get("ref_max_score")
-    spec = EnvSpec(
-        env_id=metadata["env_id"],
-        kwargs=json.loads(metadata.get("env_kwargs", "{}")),
-        max_episode_steps=int(metadata["max_episode_steps"]) if "max_episode_steps" in metadata else None,
-        ref_min_score=None if ref_min is None else float(ref_min),
-        ref_max_score=None if ref_max is None else float(ref_max),
-    )
-    return _dataset_from_arrays(str(path), arrays, spec)
-
-
-def _load_minari(dataset_id: str, allow_download: bool) -> Dataset:
-    import minari
-
-    try:
-        source = minari.load_dataset(dataset_id, download=allow_download)
-    except Exception as error:  # minari raises several types for a missing or unreachable dataset
-        store = os.environ.get("MINARI_DATASETS_PATH", "~/.minari/datasets")
-        raise UserError(
-            f"Minari dataset '{dataset_id}' could not be loaded from {store} ({error}); "
-            f"download it with `minari download {dataset_id}` on a machine with network"
-        ) from None
-    columns: Dict[str, list] = {key: [] for key in ("observations", "actions", "rewards", "terminals", "timeouts")}
-    for episode in source.iterate_episodes():
-        if isinstance(episode.observations, dict):
-            raise UserError(f"Minari dataset '{dataset_id}' has dict observations, which no mapping flattens yet")
-        columns["observations"].append(episode.observations[:-1])
-        columns["actions"].append(episode.actions)
-        columns["rewards"].append(episode.rewards)
-        columns["terminals"].append(episode.terminations)
-        columns["timeouts"].append(episode.truncations)
-    arrays = {key: np.concatenate(values) for key, values in columns.items()}
-    eval_env = source.recover_environment(eval_env=True)  # the dataset's recorded evaluation env
-    env_spec = eval_env.spec
-    eval_env.close()
-    metadata = source.storage.metadata
-    spec = EnvSpec(
-        env_id=env_spec.id,
-        kwargs=dict(env_spec.kwargs),
-        max_episode_steps=env_spec.max_episode_steps,
-        ref_min_score=metadata.get("ref_min_score"),
-        ref_max_score=metadata.get("ref_max_score"),
-    )
-    return _dataset_from_arrays(f"minari:{dataset_id}", arrays, spec)
-
-
-def _dataset_from_arrays(name: str, arrays: Dict[str, np.ndarray], spec: EnvSpec) -> Dataset:
-    count = len(arrays["observations"])
-    for key, values in arrays.items():
-        if len(values) != count:
-            raise UserError(f"dataset '{name}': '{key}' has {len(values)} rows but 'observations' has {count}")
-    timeouts = arrays.get("timeouts", np.zeros(count, dtype=bool))
-    return Dataset(
-        name=name,
-        observations=arrays["observations"].astype(np.float32).reshape(count, -1),
-        actions=arrays["actions"].astype(np.float32).reshape(count, -1),
-        rewards=arrays["rewards"].astype(np.float32).reshape(count),
-        terminals=arrays["terminals"].astype(bool).reshape(count),
-        timeouts=timeouts.astype(bool).reshape(count),
-        env=spec,
-    )
-
-
-def validate_dataset(dataset: Dataset) -> None:
-    """Rejects empty data, NaN/inf values and shapes that do not match the evaluation env."""
-    if len(dataset.observations) == 0:
-        raise UserError(f"dataset '{dataset.name}' is empty")
-    for key in ("observations", "actions", "rewards"):
-        values = getattr(dataset, key)
-        bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
-        if bad.any():
-            raise UserError(
-                f"dataset '{dataset.name}' has {int(bad.sum())} rows with NaN or inf in '{key}' "
-                f"(first at row {int(np.argmax(bad))}); clean or regenerate the file"
-            )
-    try:
-        env = dataset.env.make()
-    except Exception as error:  # gymnasium raises many types for an unknown id or bad kwargs
-        raise UserError(f"dataset '{dataset.name}': cannot build env '{dataset.env.env_id}' ({error})") from None
-    obs_dim, act_dim = int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
-    env.close()
-    if dataset.observations.shape[1] != obs_dim or dataset.actions.shape[1] != act_dim:
-        raise UserError(
-            f"dataset '{dataset.name}' has {dataset.observations.shape[1]}-dim observations and "
-            f"{dataset.actions.shape[1]}-dim actions, but its env {dataset.env.env_id} has {obs_dim} and "
-            f"{act_dim}: the data was not recorded in this env (check metadata/env_id and env_kwargs)"
-        )
-
-
-def episode_bounds(terminals: np.ndarray, timeouts: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Start and (exclusive) end index of every episode; a trailing unfinished episode is kept."""
-    ends = np.flatnonzero(terminals | timeouts) + 1
-    if len(ends) == 0 or ends[-1] != len(terminals):
-        ends = np.append(ends, len(terminals))
-    starts = np.concatenate([[0], ends[:-1]])
-    return starts, ends
-
-
-def returns_to_go(rewards: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Undiscounted sum of the rewards from each step to the end of its episode."""
-    suffix = np.concatenate([np.cumsum(rewards[::-1], dtype=np.float64)[::-1], [0.0]])
-    episode_end = np.repeat(ends, ends - starts)
-    return (suffix[:-1] - suffix[episode_end]).astype(np.float32)
-
-
-def state_stats(observations: np.ndarray, eps: float = 1e-6) -> Tuple[np.ndarray, np.ndarray]:
-    """Mean and std used to normalise states; frozen after loading."""
-    return observations.mean(0), observations.std(0) + eps
-# === end shared block: datasets ===
-
-
-# === shared block: lamb (edit blocks/lamb.py, then run tools/sync_blocks.py) ===
-class Lamb(torch.optim.Optimizer):
-    """Layer-wise adaptive moments: Adam's step direction plus weight decay, then each tensor's step
-    rescaled by the trust ratio ||w|| / ||step|| (1 where either norm is 0).
-
-    Like the optimiser the ODT authors used (torch_optimizer.Lamb): ||w|| is clamped to
-    `clamp_value` and the moments are not bias-corrected unless `bias_correction` is set.
-    The trust ratio stays on the device: no host sync per step.
-    """
-
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: float = 1e-3,
-        betas: Tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-6,
-        weight_decay: float = 0.0,
-        clamp_value: float = 10.0,
-        bias_correction: bool = False,
-    ):
-        if lr < 0 or eps < 0 or weight_decay < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
-            raise ValueError(f"invalid LAMB settings lr={lr} betas={betas} eps={eps} weight_decay={weight_decay}")
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, clamp_value=clamp_value,
-                        bias_correction=bias_correction)
-        super().__init__(params, defaults)
-
-    @torch.no_grad()
-    def step(self, closure: Optional[Any] = None) -> Optional[torch.Tensor]:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for parameter in group["params"]:
-                if parameter.grad is None:
-                    continue
-                state = self.state[parameter]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(parameter)
-                    state["exp_avg_sq"] = torch.zeros_like(parameter)
-                state["step"] += 1
-                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                exp_avg.mul_(beta1).add_(parameter.grad, alpha=1 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(parameter.grad, parameter.grad, value=1 - beta2)
-                first, second = exp_avg, exp_avg_sq
-                if group["bias_correction"]:
-                    first = exp_avg / (1 - beta1 ** state["step"])
-                    second = exp_avg_sq / (1 - beta2 ** state["step"])
-                update = first / (second.sqrt() + group["eps"])
-                if group["weight_decay"]:
-                    update = update.add(parameter, alpha=group["weight_decay"])
-                weight_norm = parameter.norm().clamp(0, group["clamp_value"])
-                update_norm = update.norm()
-                trust = torch.where((weight_norm > 0) & (update_norm > 0), weight_norm / update_norm,
-                                    torch.ones_like(weight_norm))
-                parameter.sub_(update * (trust * group["lr"]))
-        return loss
-# === end shared block: lamb ===
 
 
 # === shared block: decision_transformer (edit blocks/decision_transformer.py, then run tools/sync_blocks.py) ===
@@ -1035,37 +232,79 @@ class DecisionTransformer(nn.Module):
     ) -> torch.Tensor:
         """(B, L, ·) inputs -> (B, L, action_dim) actions."""
         return self.action_head(self.trunk(states, actions, returns_to_go, timesteps)) * self.max_action
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the real (unpadded) steps of a batch of windows only."""
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp_min(1.0)
+
+
 # === end shared block: decision_transformer ===
 
 
-# === shared block: online_dt (edit blocks/online_dt.py, then run tools/sync_blocks.py) ===
-def make_trajectory(
-    observations: np.ndarray,
-    actions: np.ndarray,
-    rewards: np.ndarray,
-    terminated: bool,
-    final_observation: Optional[np.ndarray] = None,
-) -> Dict[str, Any]:
-    """A whole episode as plain arrays (plain, so checkpoints unpickle in any copy of a script).
+# === shared block: lamb (edit blocks/lamb.py, then run tools/sync_blocks.py) ===
+class Lamb(torch.optim.Optimizer):
+    """Layer-wise adaptive moments: Adam's step direction plus weight decay, then each tensor's step
+    rescaled by the trust ratio ||w|| / ||step|| (1 where either norm is 0).
 
-    `terminated`: the episode truly ended (no bootstrapping after its last step). Otherwise it was
-    truncated; `final_observation` is the state after the last step when known (online data), so
-    a critic can bootstrap from it. D4RL files do not hold it.
+    Like the optimiser the ODT authors used (torch_optimizer.Lamb): ||w|| is clamped to
+    `clamp_value` and the moments are not bias-corrected. The trust ratio stays on the device:
+    no host sync per step.
     """
-    return {
-        "observations": np.asarray(observations, dtype=np.float32),
-        "actions": np.asarray(actions, dtype=np.float32),
-        "rewards": np.asarray(rewards, dtype=np.float32),
-        "terminated": bool(terminated),
-        "final_observation": None if final_observation is None else np.asarray(final_observation, dtype=np.float32),
-    }
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: Tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-6,
+        weight_decay: float = 0.0,
+        clamp_value: float = 10.0,
+    ):
+        if lr < 0 or eps < 0 or weight_decay < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
+            raise ValueError(f"invalid LAMB settings lr={lr} betas={betas} eps={eps} weight_decay={weight_decay}")
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, clamp_value=clamp_value))
+
+    @torch.no_grad()
+    def step(self, closure: Optional[Callable[[], torch.Tensor]] = None) -> Optional[torch.Tensor]:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for parameter in (p for p in group["params"] if p.grad is not None):
+                state = self.state[parameter]
+                if not state:
+                    state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(parameter), torch.zeros_like(parameter)
+                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+                exp_avg.mul_(beta1).add_(parameter.grad, alpha=1 - beta1)
+                exp_avg_sq.mul_(beta2).addcmul_(parameter.grad, parameter.grad, value=1 - beta2)
+                update = exp_avg / (exp_avg_sq.sqrt() + group["eps"])
+                if group["weight_decay"]:
+                    update = update.add(parameter, alpha=group["weight_decay"])
+                weight_norm = parameter.norm().clamp(0, group["clamp_value"])
+                update_norm = update.norm()
+                usable = (weight_norm > 0) & (update_norm > 0)
+                trust = torch.where(usable, weight_norm / update_norm, torch.ones_like(weight_norm))
+                parameter.sub_(update * (trust * group["lr"]))
+        return loss
 
 
-def dataset_trajectories(dataset: Dataset, reward_bias: float = 0.0) -> List[Dict[str, Any]]:
+# === end shared block: lamb ===
+
+
+# === shared block: online_dt (edit blocks/online_dt.py, then run tools/sync_blocks.py) ===
+def dataset_trajectories(dataset: "Dataset", reward_bias: float = 0.0) -> List[Dict[str, Any]]:
     starts, ends = episode_bounds(dataset.terminals, dataset.timeouts)
     return [
-        make_trajectory(dataset.observations[start:end], dataset.actions[start:end],
-                        dataset.rewards[start:end] + reward_bias, dataset.terminals[end - 1])
+        make_trajectory(
+            dataset.observations[start:end],
+            dataset.actions[start:end],
+            dataset.rewards[start:end] + reward_bias,
+            dataset.terminals[end - 1],
+        )
         for start, end in zip(starts, ends)
     ]
 
@@ -1084,11 +323,11 @@ class TrajectoryBuffer:
     state, and the shifted window is the context a target policy needs for the next actions.
     """
 
-    def __init__(self, capacity: int, state_mean: np.ndarray, state_std: np.ndarray, seq_len: int,
-                 reward_scale: float, device: torch.device):
+    def __init__(
+        self, capacity: int, mean: np.ndarray, std: np.ndarray, seq_len: int, reward_scale: float, device: torch.device
+    ):
         self.capacity = capacity
-        self.state_mean, self.state_std = state_mean, state_std
-        self.seq_len = seq_len
+        self.state_mean, self.state_std = mean, std
         self.reward_scale = reward_scale
         self.device = device
         self.trajectories: collections.deque = collections.deque(maxlen=capacity)
@@ -1097,7 +336,7 @@ class TrajectoryBuffer:
 
     def initialise(self, offline: List[Dict[str, Any]]) -> None:
         """Keeps the top-`capacity` trajectories by return, lowest return first (evicted first)."""
-        order = np.argsort([float(t["rewards"].sum()) for t in offline], kind="stable")[-self.capacity:]
+        order = np.argsort([float(t["rewards"].sum()) for t in offline], kind="stable")[-self.capacity :]
         self.trajectories.clear()
         self.trajectories.extend(offline[i] for i in order)
         self._rebuild()
@@ -1108,10 +347,6 @@ class TrajectoryBuffer:
 
     def __len__(self) -> int:
         return len(self.trajectories)
-
-    @property
-    def transitions(self) -> int:
-        return int(sum(len(t["rewards"]) for t in self.trajectories))
 
     def _rebuild(self) -> None:
         trajectories = list(self.trajectories)
@@ -1131,7 +366,7 @@ class TrajectoryBuffer:
         final_usable = np.array([t["terminated"] or t["final_observation"] is not None for t in trajectories])
         terminated = np.array([t["terminated"] for t in trajectories])
         states = (np.concatenate(observations) - self.state_mean) / self.state_std
-        as_tensor = lambda array, dtype=torch.float32: torch.as_tensor(np.asarray(array), dtype=dtype, device=self.device)  # noqa: E731
+        as_tensor = lambda array, dtype=torch.float32: torch.as_tensor(array, dtype=dtype, device=self.device)
         final_row = np.repeat(starts + lengths, rows)
         self._flat = {
             "states": as_tensor(states),
@@ -1159,8 +394,7 @@ class TrajectoryBuffer:
         final_row = flat["final_row"][start][:, None]
         index = torch.minimum(raw, final_row)
         real = raw < final_row
-        next_raw = raw[:, 1:]
-        next_is_final = next_raw == final_row
+        next_is_final = raw[:, 1:] == final_row
         current = real[:, :-1]
         return {
             "states": flat["states"][index],
@@ -1182,53 +416,90 @@ class TrajectoryBuffer:
         self._rebuild()
 
 
+def collect_online(
+    run_round: Callable[[int], List[Dict[str, Any]]], min_trajectories: int, min_transitions: int
+) -> List[Dict[str, Any]]:
+    """Rounds of episodes (`run_round(seed)`, one per rollout env) until at least `min_trajectories`
+    whole episodes and at least `min_transitions` env steps are collected: the paper's rule for random
+    datasets, Adroit, AntMaze and Maze2D. Seeds come from numpy's RNG, which checkpoints restore, so a
+    resumed run collects the same episodes."""
+    collected: List[Dict[str, Any]] = []
+    while len(collected) < min_trajectories or sum(t["length"] for t in collected) < min_transitions:
+        collected += run_round(int(np.random.randint(2**31 - 1)))
+    return collected
+
+
+# === end shared block: online_dt ===
+
+
+# === shared block: dt_rollout (edit blocks/dt_rollout.py, then run tools/sync_blocks.py) ===
+def make_trajectory(
+    observations: np.ndarray,
+    actions: np.ndarray,
+    rewards: np.ndarray,
+    terminated: bool,
+    final_observation: Optional[np.ndarray] = None,
+) -> Dict[str, Any]:
+    """A whole episode as plain arrays (plain, so checkpoints unpickle in any copy of a script).
+
+    `terminated`: a true end (nothing to bootstrap from). Otherwise the episode was truncated, and
+    `final_observation` is the state after its last step where known (online data, not D4RL files).
+    """
+    return {
+        "observations": np.asarray(observations, dtype=np.float32),
+        "actions": np.asarray(actions, dtype=np.float32),
+        "rewards": np.asarray(rewards, dtype=np.float32),
+        "terminated": bool(terminated),
+        "final_observation": None if final_observation is None else np.asarray(final_observation, dtype=np.float32),
+    }
+
+
 @torch.no_grad()
 def run_episodes(
     act: Callable[..., torch.Tensor],
     envs: gym.vector.VectorEnv,
     target_return: float,
-    config: Any,
-    state_mean: np.ndarray,
-    state_std: np.ndarray,
-    device: torch.device,
     seed: int,
+    normaliser: Tuple[np.ndarray, np.ndarray],
+    device: torch.device,
+    horizon: int,
+    context: int,
+    reward_scale: float,
+    reward_bias: float = 0.0,
+    truncation_as_terminal: bool = False,
 ) -> List[Dict[str, Any]]:
-    """One episode per env in lockstep, one batched forward per step, conditioned on target_return.
+    """One episode per env, conditioned on `target_return`, as trajectories (see make_trajectory).
 
-    `act(states, actions, returns_to_go, timesteps)` gets the last `config.eval_context` steps and
-    returns (num_envs, action_dim) actions. The return-to-go drops by each (reward + reward_bias)
-    * reward_scale, the same rewards the buffer stores. Each trajectory also carries the raw env
-    `return`, `length`, `success` and `truncated`. With `config.truncation_as_terminal` (the
-    official code's behaviour) a time-limit end is stored as a true end.
+    `act(states, actions, returns_to_go, timesteps)` gets the last `context` steps and returns
+    (num_envs, action_dim) actions. The return-to-go drops by each (reward + reward_bias) *
+    reward_scale, the rewards a trajectory stores. Each trajectory also carries the env's own
+    `return`, its `length`, `success` and `truncated`. With `truncation_as_terminal` (the official
+    ODT code's behaviour) a time-limit end is stored as a true end.
     """
-    count, horizon, context = envs.num_envs, config.episode_len, config.eval_context
-    state_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
-    mean = torch.as_tensor(state_mean, dtype=torch.float32, device=device)
-    std = torch.as_tensor(state_std, dtype=torch.float32, device=device)
+    count, state_dim = envs.num_envs, envs.single_observation_space.shape[0]
+    mean, std = (torch.as_tensor(stat, dtype=torch.float32, device=device) for stat in normaliser)
     states = torch.zeros(count, horizon, state_dim, device=device)
-    actions = torch.zeros(count, horizon, action_dim, device=device)
+    actions = torch.zeros(count, horizon, envs.single_action_space.shape[0], device=device)
     returns_to_go = torch.zeros(count, horizon, device=device)
     timesteps = torch.arange(horizon, device=device).expand(count, horizon)
-    remaining = torch.full((count,), target_return * config.reward_scale, device=device)
-    raw_observations = np.zeros((count, horizon, state_dim), np.float32)
-    raw_actions = np.zeros((count, horizon, action_dim), np.float32)
-    rewards = np.zeros((count, horizon), np.float32)
-    lengths = np.zeros(count, dtype=np.int64)
-    terminated_at = np.zeros(count, dtype=bool)
-    success = np.zeros(count, dtype=bool)
+    remaining = np.full(count, target_return * reward_scale, np.float32)
+    observations = np.zeros((count, horizon, state_dim), np.float32)
+    host_actions = np.zeros(actions.shape, np.float32)
+    rewards = np.zeros((count, horizon))
+    lengths = np.zeros(count, np.int64)
+    terminated_at, success, done = np.zeros(count, bool), np.zeros(count, bool), np.zeros(count, bool)
     final_observations = np.zeros((count, state_dim), np.float32)
-    done = np.zeros(count, dtype=bool)
     observation, _ = envs.reset(seed=seed)
     for step in range(horizon):
-        raw_observations[:, step] = observation
-        states[:, step] = (torch.as_tensor(observation, dtype=torch.float32, device=device) - mean) / std
-        returns_to_go[:, step] = remaining
+        observations[:, step] = observation
+        # one upload (observation and return-to-go together) and one download (the action) per step
+        inputs = torch.as_tensor(np.column_stack([observation, remaining]), dtype=torch.float32, device=device)
+        states[:, step] = (inputs[:, :-1] - mean) / std
+        returns_to_go[:, step] = inputs[:, -1]
         window = slice(max(0, step + 1 - context), step + 1)
-        action = act(states[:, window], actions[:, window], returns_to_go[:, window], timesteps[:, window])
-        actions[:, step] = action
-        action_host = action.cpu().numpy()
-        raw_actions[:, step] = action_host
-        observation, reward, terminated, truncated, infos = envs.step(action_host)
+        actions[:, step] = act(states[:, window], actions[:, window], returns_to_go[:, window], timesteps[:, window])
+        host_actions[:, step] = actions[:, step].cpu().numpy()
+        observation, reward, terminated, truncated, infos = envs.step(host_actions[:, step])
         live = ~done  # envs that finished auto-reset; their later steps don't count
         rewards[live, step] = reward[live]
         lengths += live
@@ -1236,57 +507,34 @@ def run_episodes(
         ended = live & (terminated | truncated | (step == horizon - 1))
         terminated_at |= ended & terminated
         final_observations[ended] = observation[ended]
-        remaining -= torch.as_tensor((reward + config.reward_bias) * config.reward_scale, dtype=torch.float32, device=device)
+        remaining -= ((reward + reward_bias) * reward_scale).astype(np.float32)
         done |= ended
         if done.all():
             break
     trajectories = []
-    for i in range(count):
-        n = lengths[i]
-        ends_truly = bool(terminated_at[i]) or config.truncation_as_terminal
-        trajectory = make_trajectory(raw_observations[i, :n], raw_actions[i, :n], rewards[i, :n] + config.reward_bias,
-                                     ends_truly, None if ends_truly else final_observations[i])
-        trajectory.update({"return": float(rewards[i, :n].sum()), "length": int(n), "success": bool(success[i]),
-                           "truncated": not terminated_at[i]})
+    for i, n in enumerate(lengths):
+        ends_truly = bool(terminated_at[i]) or truncation_as_terminal
+        final = None if ends_truly else final_observations[i]
+        trajectory = make_trajectory(
+            observations[i, :n], host_actions[i, :n], rewards[i, :n] + reward_bias, ends_truly, final
+        )
+        trajectory["return"], trajectory["length"] = float(rewards[i, :n].sum()), int(n)
+        trajectory["success"], trajectory["truncated"] = bool(success[i]), not terminated_at[i]
         trajectories.append(trajectory)
     return trajectories
 
 
-def rollout_finished(trajectories: int, transitions: int, min_trajectories: int, min_transitions: int) -> bool:
-    """An online iteration collects at least `min_trajectories` whole episodes and at least
-    `min_transitions` steps (the paper's rule for random datasets, Adroit, AntMaze and Maze2D)."""
-    return trajectories >= min_trajectories and transitions >= min_transitions
+def episode_stats(trajectories: List[Dict[str, Any]]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each episode's env return, length and success: the arguments EnvSpec.metrics takes."""
+    return tuple(np.array([t[key] for t in trajectories]) for key in ("return", "length", "success"))
 
 
-def collect_online(act: Callable[..., torch.Tensor], envs: gym.vector.VectorEnv, config: Any,
-                   state_mean: np.ndarray, state_std: np.ndarray, device: torch.device) -> List[Dict[str, Any]]:
-    """Rounds of one episode per env until `rollout_finished`; env seeds come from numpy's RNG,
-    which checkpoints restore, so a resumed run collects the same episodes."""
-    collected: List[Dict[str, Any]] = []
-    while not rollout_finished(len(collected), sum(t["length"] for t in collected),
-                               config.online_trajectories, config.online_transitions):
-        seed = int(np.random.randint(2**31 - 1))
-        collected += run_episodes(act, envs, config.online_rtg, config, state_mean, state_std, device, seed)
-    return collected
+# === end shared block: dt_rollout ===
 
 
-def episode_metrics(prefix: str, trajectories: List[Dict[str, Any]], env: EnvSpec) -> Dict[str, float]:
-    returns = np.array([t["return"] for t in trajectories])
-    metrics = {
-        f"{prefix}/return_mean": float(returns.mean()),
-        f"{prefix}/return_std": float(returns.std()),
-        f"{prefix}/length_mean": float(np.mean([t["length"] for t in trajectories])),
-    }
-    scores = env.normalized_score(returns)
-    if scores is not None:
-        metrics[f"{prefix}/normalized_score_mean"] = float(scores.mean())
-        metrics[f"{prefix}/normalized_score_std"] = float(scores.std())
-    if env.reports_success:
-        metrics[f"{prefix}/success_rate"] = float(np.mean([t["success"] for t in trajectories]))
-    return metrics
-# === end shared block: online_dt ===
-
-
+# -------------------------------------------------------------------------------------------------
+# The method: TD3 on the DT actor, with a twin MLP critic and a supervised term.
+# -------------------------------------------------------------------------------------------------
 class TwinCritic(nn.Module):
     """Two Q MLPs on (normalised state, action): a "reflexive" critic, no transformer features."""
 
@@ -1315,11 +563,6 @@ class TwinCritic(nn.Module):
         return self.q1(torch.cat([states, actions], dim=-1)).squeeze(-1)
 
 
-def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    mask = mask.to(values.dtype)
-    return (values * mask).sum() / mask.sum().clamp_min(1.0)
-
-
 @torch.no_grad()
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     for target_parameter, parameter in zip(target.parameters(), source.parameters()):
@@ -1327,14 +570,15 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
 
 
 @torch.no_grad()
-def critic_target(target_actor: DecisionTransformer, target_critic: TwinCritic, batch: Dict[str, torch.Tensor],
-                  config: TrainConfig) -> torch.Tensor:
+def critic_target(
+    target_actor: DecisionTransformer, target_critic: TwinCritic, batch: Dict[str, torch.Tensor], config: TrainConfig
+) -> torch.Tensor:
     """y = r + gamma (1 - done) min(Q1', Q2')(s', clip(mu'(ctx') + clip(noise))), for all K steps.
 
     The target DT reads the window shifted by one step, so one forward gives every next action.
     """
-    next_actions = target_actor(batch["states"][:, 1:], batch["actions"][:, 1:], batch["returns_to_go"][:, 1:],
-                                batch["timesteps"][:, 1:])
+    next_context = (batch[key][:, 1:] for key in ("states", "actions", "returns_to_go", "timesteps"))
+    next_actions = target_actor(*next_context)
     noise = (torch.randn_like(next_actions) * config.policy_noise).clamp(-config.noise_clip, config.noise_clip)
     next_actions = (next_actions + noise * config.max_action).clamp(-config.max_action, config.max_action)
     next_q1, next_q2 = target_critic(batch["states"][:, 1:], next_actions)
@@ -1342,8 +586,9 @@ def critic_target(target_actor: DecisionTransformer, target_critic: TwinCritic, 
     return batch["rewards"] * config.critic_reward_scale + config.gamma * not_done * torch.minimum(next_q1, next_q2)
 
 
-def actor_loss(actor: DecisionTransformer, critic: TwinCritic, batch: Dict[str, torch.Tensor], alpha: float,
-               config: TrainConfig) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+def actor_loss(
+    actor: DecisionTransformer, critic: TwinCritic, batch: Dict[str, torch.Tensor], alpha: float, config: TrainConfig
+) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
     """supervised_coef * masked MSE + alpha * masked mean of -Q1 over all K positions."""
     k = config.seq_len
     states, actions = batch["states"][:, :k], batch["actions"][:, :k]
@@ -1351,92 +596,111 @@ def actor_loss(actor: DecisionTransformer, critic: TwinCritic, batch: Dict[str, 
     supervised = masked_mean(((predicted - actions) ** 2).mean(-1), batch["mask"])
     rl = masked_mean(-critic.first(states, predicted), batch["mask"])
     loss = config.supervised_coef * supervised + alpha * rl
-    return loss, {"actor_loss": loss.detach(), "actor_supervised_loss": supervised.detach(), "actor_rl_loss": rl.detach()}
+    metrics = {"actor_loss": loss, "actor_supervised_loss": supervised, "actor_rl_loss": rl}
+    return loss, {key: value.detach() for key, value in metrics.items()}
 
 
-def train_step(
-    actor: DecisionTransformer,
-    critic: TwinCritic,
-    target_actor: DecisionTransformer,
-    target_critic: TwinCritic,
-    actor_optimizer: torch.optim.Optimizer,
-    actor_scheduler: torch.optim.lr_scheduler.LRScheduler,
-    critic_optimizer: torch.optim.Optimizer,
-    batch: Dict[str, torch.Tensor],
-    alpha: float,
-    update_actor: bool,
-    config: TrainConfig,
-) -> Dict[str, torch.Tensor]:
-    """One critic update and, when update_actor, one delayed actor update followed by the Polyak
-    updates of both targets. Returns device tensors (no host sync)."""
-    actor.train()
-    k = config.seq_len
-    target = critic_target(target_actor, target_critic, batch, config)
-    q1, q2 = critic(batch["states"][:, :k], batch["actions"][:, :k])
-    critic_loss = masked_mean((q1 - target) ** 2 + (q2 - target) ** 2, batch["critic_mask"])
-    critic_optimizer.zero_grad(set_to_none=True)
-    critic_loss.backward()
-    critic_optimizer.step()
-    metrics = {"critic_loss": critic_loss.detach(), "q_mean": masked_mean(q1.detach(), batch["critic_mask"])}
-    if update_actor:
-        loss, actor_metrics = actor_loss(actor, critic, batch, alpha, config)
-        actor_optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # also leaves gradients on the critic; its next update starts from zero
-        if config.clip_grad is not None:
-            torch.nn.utils.clip_grad_norm_(actor.parameters(), config.clip_grad)
-        actor_optimizer.step()
-        actor_scheduler.step()
-        soft_update(target_actor, actor, config.tau)
-        soft_update(target_critic, critic, config.tau)
-        metrics.update(actor_metrics)
-    return metrics
+class ODT_TD3:
+    """ODT+TD3's learner: the DT actor, the twin critic, their Polyak targets and optimisers."""
+
+    def __init__(self, state_dim: int, action_dim: int, config: TrainConfig, device: torch.device):
+        self.config = config
+        self.actor = DecisionTransformer(state_dim, action_dim, config).to(device)
+        self.critic = TwinCritic(state_dim, action_dim, config.critic_hidden_dim, config.critic_layer_norm).to(device)
+        self.target_actor = copy.deepcopy(self.actor).eval().requires_grad_(False)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_optimizer = Lamb(
+            self.actor.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, eps=config.eps
+        )
+        warmup = lambda updates: min((updates + 1) / config.warmup_steps, 1)
+        self.actor_scheduler = torch.optim.lr_scheduler.LambdaLR(self.actor_optimizer, warmup)
+        self.critic_optimizer = torch.optim.AdamW(
+            self.critic.parameters(), lr=config.critic_learning_rate, weight_decay=config.critic_weight_decay
+        )
+        self.updates = 0  # critic updates (= steps); the actor updates every policy_freq of them
+
+    def alpha(self, update: int) -> float:
+        """The weight of -Q in the actor loss: pretrain_alpha for the offline updates, then alpha."""
+        return self.config.alpha if update >= self.config.pretrain_steps else self.config.pretrain_alpha
+
+    def update(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """One critic update and, every policy_freq updates, one actor update followed by the Polyak
+        updates of both targets. Returns device tensors (no host sync)."""
+        config, k = self.config, self.config.seq_len
+        self.actor.train()
+        target = critic_target(self.target_actor, self.target_critic, batch, config)
+        q1, q2 = self.critic(batch["states"][:, :k], batch["actions"][:, :k])
+        critic_loss = masked_mean((q1 - target) ** 2 + (q2 - target) ** 2, batch["critic_mask"])
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_optimizer.step()
+        metrics = {"critic_loss": critic_loss.detach(), "q_mean": masked_mean(q1.detach(), batch["critic_mask"])}
+        if (self.updates + 1) % config.policy_freq == 0:
+            loss, actor_metrics = actor_loss(self.actor, self.critic, batch, self.alpha(self.updates), config)
+            self.actor_optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # also leaves gradients on the critic; its next update starts from zero
+            if config.clip_grad is not None:
+                torch.nn.utils.clip_grad_norm_(self.actor.parameters(), config.clip_grad)
+            self.actor_optimizer.step()
+            self.actor_scheduler.step()
+            soft_update(self.target_actor, self.actor, config.tau)
+            soft_update(self.target_critic, self.critic, config.tau)
+            metrics.update(actor_metrics)
+        self.updates += 1
+        return metrics
+
+    def act(self, *context: torch.Tensor) -> torch.Tensor:
+        """The evaluation policy: the DT's action."""
+        return self.actor(*context)[:, -1]
+
+    def explore(self, *context: torch.Tensor) -> torch.Tensor:
+        """The rollout policy: plus N(0, exploration_noise^2), clamped."""
+        action = self.actor(*context)[:, -1]
+        noise = torch.randn_like(action) * self.config.exploration_noise * self.config.max_action
+        return (action + noise).clamp(-self.config.max_action, self.config.max_action)
+
+    def scalars(self) -> Dict[str, float]:
+        """Host-side values for the train rows."""
+        scheduler = self.actor_scheduler
+        return {
+            "learning_rate": scheduler.get_last_lr()[0],
+            "actor_updates": scheduler.last_epoch,
+            "alpha": self.alpha(self.updates - 1),
+        }
+
+    def state_dict(self) -> Dict[str, Any]:
+        parts = {name: part.state_dict() for name, part in vars(self).items() if hasattr(part, "state_dict")}
+        return {**parts, "updates": self.updates}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        for name, part in vars(self).items():
+            if hasattr(part, "state_dict"):
+                part.load_state_dict(state[name])
+        self.updates = state["updates"]
 
 
-def policies(actor: DecisionTransformer, config: TrainConfig) -> Tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
-    """(evaluation policy: the DT's action; exploration policy: plus N(0, exploration_noise^2), clamped)."""
-
-    def evaluation(*context: torch.Tensor) -> torch.Tensor:
-        return actor(*context)[:, -1]
-
-    def exploration(*context: torch.Tensor) -> torch.Tensor:
-        action = actor(*context)[:, -1]
-        noise = torch.randn_like(action) * config.exploration_noise * config.max_action
-        return (action + noise).clamp(-config.max_action, config.max_action)
-
-    return evaluation, exploration
-
-
+# -------------------------------------------------------------------------------------------------
+# Training: pretraining on the offline trajectories, then online iterations (a rollout, then updates).
+# -------------------------------------------------------------------------------------------------
 def train(config: TrainConfig) -> Dict[str, Any]:
     device = pick_device(config.device)
     dataset = load_dataset(config.dataset, config.allow_download)
     offline = dataset_trajectories(dataset, config.reward_bias)
     longest = max(len(t["rewards"]) for t in offline)
     if longest > config.episode_len:
-        raise UserError(f"dataset has episodes of {longest} steps, more than episode_len={config.episode_len}; "
-                        "raise --episode_len")
+        raise UserError(
+            f"dataset has episodes of {longest} steps, more than episode_len={config.episode_len}; raise --episode_len"
+        )
     run_dir = prepare_run_dir(config, "odt_td3")
     set_seed(config.train_seed, config.deterministic_torch)
-    state_mean, state_std = state_stats(dataset.observations)
-    buffer = TrajectoryBuffer(config.buffer_size, state_mean, state_std, config.seq_len, config.reward_scale, device)
+    normaliser = state_stats(dataset.observations)
+    buffer = TrajectoryBuffer(config.buffer_size, *normaliser, config.seq_len, config.reward_scale, device)
     buffer.initialise(offline)
-    state_dim, action_dim = dataset.observations.shape[1], dataset.actions.shape[1]
-    actor = DecisionTransformer(state_dim, action_dim, config).to(device)
-    critic = TwinCritic(state_dim, action_dim, config.critic_hidden_dim, config.critic_layer_norm).to(device)
-    target_actor = copy.deepcopy(actor).eval().requires_grad_(False)
-    target_critic = copy.deepcopy(critic).requires_grad_(False)
-    actor_optimizer = Lamb(actor.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, eps=config.eps)
-    actor_scheduler = torch.optim.lr_scheduler.LambdaLR(
-        actor_optimizer, lambda steps: min((steps + 1) / config.warmup_steps, 1))
-    critic_optimizer = torch.optim.AdamW(critic.parameters(), lr=config.critic_learning_rate,
-                                         weight_decay=config.critic_weight_decay)
-    modules = {"actor": actor, "critic": critic, "target_actor": target_actor, "target_critic": target_critic,
-               "actor_optimizer": actor_optimizer, "actor_scheduler": actor_scheduler,
-               "critic_optimizer": critic_optimizer}
+    learner = ODT_TD3(dataset.observations.shape[1], dataset.actions.shape[1], config, device)
     progress_state = {"step": 0, "env_steps": 0, "iterations": 0, "pretrained": {}, "eval": {}}
     if config.resume:
-        checkpoint = load_latest_checkpoint(run_dir, device)
-        for key, module in modules.items():
-            module.load_state_dict(checkpoint[key])
+        checkpoint = load_checkpoint(run_dir, device)
+        learner.load_state_dict(checkpoint["learner"])
         buffer.load_state_dict(checkpoint["buffer"])
         progress_state = checkpoint["progress"]
         print(f"resuming {run_dir} from step {progress_state['step']}")
@@ -1444,85 +708,69 @@ def train(config: TrainConfig) -> Dict[str, Any]:
     logger = RunLogger(run_dir, config, resume_step=step)
     eval_envs = dataset.env.make_vector(config.eval_episodes)
     rollout_envs = dataset.env.make_vector(config.rollout_envs)
-    evaluation_policy, exploration_policy = policies(actor, config)
+
+    def episodes(policy: Callable, envs: gym.vector.VectorEnv, target: float, seed: int) -> List[Dict[str, Any]]:
+        """The family's runner, with this run's horizon, context, return-to-go scale and reward bias."""
+        learner.actor.eval()
+        settings = (config.episode_len, config.eval_context, config.reward_scale, config.reward_bias)
+        return run_episodes(policy, envs, target, seed, normaliser, device, *settings, config.truncation_as_terminal)
 
     def evaluate() -> Dict[str, float]:
-        actor.eval()
-        episodes = run_episodes(evaluation_policy, eval_envs, config.eval_rtg, config, state_mean, state_std, device,
-                                config.eval_seed)
-        return episode_metrics("eval", episodes, dataset.env)
+        return dataset.env.metrics(
+            "eval", *episode_stats(episodes(learner.act, eval_envs, config.eval_rtg, config.eval_seed))
+        )
 
-    stop = StopRequest()
+    stop, window, started = StopRequest(), MetricWindow(), time.perf_counter()
     per_iteration = config.updates_per_iteration
     total = config.pretrain_steps + config.online_iterations * per_iteration
     progress = tqdm(total=total, initial=step, desc="ODT+TD3", dynamic_ncols=True)
-    sums: Dict[str, torch.Tensor] = collections.defaultdict(lambda: torch.zeros((), device=device))
-    counts: Dict[str, int] = collections.defaultdict(int)
-    window_steps, window_start, started = 0, time.perf_counter(), time.perf_counter()
     if step == 0 and config.pretrain_steps == 0:
         progress_state["pretrained"] = progress_state["eval"] = evaluate()
         logger.log(0, progress_state["eval"])
     finished = step >= total
     while not finished:
-        online = step >= config.pretrain_steps
-        iteration = (step - config.pretrain_steps) // per_iteration
-        if online and progress_state["iterations"] == iteration:  # this iteration's rollout is still to do
-            rollout_start = time.perf_counter()
-            actor.eval()
-            episodes = collect_online(exploration_policy, rollout_envs, config, state_mean, state_std, device)
-            buffer.add(episodes)
-            new_steps = sum(t["length"] for t in episodes)
+        online_updates = step - config.pretrain_steps
+        if online_updates >= 0 and progress_state["iterations"] == online_updates // per_iteration:
+            rollout_start = time.perf_counter()  # this iteration's rollout is still to do
+            run_round = lambda seed: episodes(learner.explore, rollout_envs, config.online_rtg, seed)
+            new = collect_online(run_round, config.online_trajectories, config.online_transitions)
+            buffer.add(new)
+            new_steps = sum(t["length"] for t in new)
             progress_state["env_steps"] += new_steps
             progress_state["iterations"] += 1
             elapsed = time.perf_counter() - rollout_start
-            logger.log(step, {**episode_metrics("rollout", episodes, dataset.env),
-                              "env_steps": progress_state["env_steps"], "online_iterations": progress_state["iterations"],
-                              "rollout_env_steps_per_second": new_steps / elapsed, "buffer_trajectories": len(buffer)})
-            window_start += elapsed  # rollout time is not update throughput
-        alpha = config.alpha if online else config.pretrain_alpha
-        update_actor = (step + 1) % config.policy_freq == 0
-        metrics = train_step(actor, critic, target_actor, target_critic, actor_optimizer, actor_scheduler,
-                             critic_optimizer, buffer.sample(config.batch_size), alpha, update_actor, config)
-        for key, value in metrics.items():
-            sums[key] += value
-            counts[key] += 1
+            logger.log(
+                step,
+                {
+                    **dataset.env.metrics("rollout", *episode_stats(new)),
+                    "env_steps": progress_state["env_steps"],
+                    "online_iterations": progress_state["iterations"],
+                    "rollout_env_steps_per_second": new_steps / elapsed,
+                    "buffer_trajectories": len(buffer),
+                },
+            )
+            window.start += elapsed  # rollout time is not update throughput
+        window.add(learner.update(buffer.sample(config.batch_size)))
         step += 1
-        window_steps += 1
         at_boundary = step > config.pretrain_steps and (step - config.pretrain_steps) % per_iteration == 0
         budget = config.max_online_transitions
         finished = step >= total or (at_boundary and budget is not None and progress_state["env_steps"] >= budget)
-        if step % config.log_every == 0 or finished or stop.requested or step == config.pretrain_steps:
-            keys = sorted(sums)
-            values = (torch.stack([sums[key] for key in keys]).cpu().numpy() / np.array([counts[key] for key in keys])).tolist()
-            averaged = dict(zip(keys, values))
-            bad = [key for key, value in averaged.items() if not math.isfinite(value)]
-            if bad:
-                raise UserError(
-                    f"{', '.join(bad)} became non-finite between steps {step - window_steps} and {step}; the newest "
-                    f"good checkpoint is in {run_dir / 'checkpoints'}. Lower learning_rate or critic_learning_rate, "
-                    "or check the dataset for extreme values"
-                )
-            elapsed = time.perf_counter() - window_start
-            logger.log(step, {**averaged, "alpha": alpha, "learning_rate": actor_scheduler.get_last_lr()[0],
-                              "actor_updates": actor_scheduler.last_epoch, "env_steps": progress_state["env_steps"],
-                              "updates_per_second": window_steps / elapsed})
-            progress.update(window_steps)
-            score = progress_state["eval"].get("eval/normalized_score_mean")
-            progress.set_postfix(q=f"{averaged['q_mean']:.2f}", **({"score": f"{score:.1f}"} if score is not None else {}))
-            sums.clear()
-            counts.clear()
-            window_steps, window_start = 0, time.perf_counter()
-        if step % config.eval_every == 0 or finished or step == config.pretrain_steps:
+        phase_end = finished or step == config.pretrain_steps
+        if step % config.log_every == 0 or phase_end or stop.requested:
+            scalars = {f"train/{key}": value for key, value in learner.scalars().items()}
+            logger.log(step, {**window.flush(step, run_dir), **scalars, "env_steps": progress_state["env_steps"]})
+            progress.update(step - progress.n)
+        if step % config.eval_every == 0 or phase_end:
             progress_state["eval"] = evaluate()
             if step == config.pretrain_steps:
                 progress_state["pretrained"] = progress_state["eval"]
             logger.log(step, progress_state["eval"])
-            window_start = time.perf_counter()
-        if step % config.checkpoint_every == 0 or finished or stop.requested or step == config.pretrain_steps:
+            progress.set_postfix(score=progress_state["eval"].get("eval/normalized_score_mean"))
+            window.start = time.perf_counter()  # evaluation time is not update throughput
+        if step % config.checkpoint_every == 0 or phase_end or stop.requested:
             progress_state["step"] = step
-            state = {key: module.state_dict() for key, module in modules.items()}
-            checkpoint_path = save_checkpoint(run_dir, step, {**state, "buffer": buffer.state_dict(),
-                                                              "progress": progress_state}, config.keep_checkpoints)
+            state = {"learner": learner.state_dict(), "buffer": buffer.state_dict(), "progress": progress_state}
+            checkpoint_path = save_checkpoint(run_dir, step, state, config.keep_checkpoints)
             if stop.requested:
                 progress.close()
                 stop.exit(checkpoint_path)
@@ -1534,7 +782,7 @@ def train(config: TrainConfig) -> Dict[str, Any]:
         "dataset": dataset.name,
         "env_id": dataset.env.env_id,
         "update_steps": step,
-        "actor_updates": actor_scheduler.last_epoch,
+        "actor_updates": learner.actor_scheduler.last_epoch,
         "env_steps": progress_state["env_steps"],
         "online_iterations": progress_state["iterations"],
         "buffer_trajectories": len(buffer),
@@ -1547,23 +795,447 @@ def train(config: TrainConfig) -> Dict[str, Any]:
     return summary
 
 
-def print_result(summary: Dict[str, Any]) -> None:
-    print(f"\n{summary['algorithm']} on {summary['dataset']} ({summary['env_id']}): {summary['update_steps']} "
-          f"updates, {summary['env_steps']} online env steps in {summary['online_iterations']} iterations")
+def main() -> None:
+    summary = train(parse_config(TrainConfig))
+    print(
+        f"\n{summary['algorithm']} on {summary['dataset']} ({summary['env_id']}): {summary['update_steps']} "
+        f"updates, {summary['env_steps']} online env steps in {summary['online_iterations']} iterations"
+    )
     print(f"{'':>20} {'return mean':>12} {'return std':>11} {'normalized':>11}")
     for label, prefix in (("after pretraining", "pretrained"), ("after fine-tuning", "eval")):
-        if f"{prefix}/return_mean" not in summary:
-            continue
-        score = summary.get(f"{prefix}/normalized_score_mean")
-        print(f"{label:>20} {summary[f'{prefix}/return_mean']:>12.1f} {summary[f'{prefix}/return_std']:>11.1f} "
-              f"{'n/a' if score is None else f'{score:.1f}':>11}")
+        if f"{prefix}/return_mean" in summary:
+            score = summary.get(f"{prefix}/normalized_score_mean")
+            print(
+                f"{label:>20} {summary[f'{prefix}/return_mean']:>12.1f} {summary[f'{prefix}/return_std']:>11.1f} "
+                f"{'n/a' if score is None else f'{score:.1f}':>11}"
+            )
     print(f"run directory: {summary['run_dir']}")
 
 
-def main() -> None:
-    config = parse_config(TrainConfig)
-    summary = train(config)
-    print_result(summary)
+# -------------------------------------------------------------------------------------------------
+# Plumbing shared by every script (run directory, checkpoints, metrics, datasets and their envs).
+# Synced from blocks/ by tools/sync_blocks.py: edit it there, not here.
+# -------------------------------------------------------------------------------------------------
+# === shared block: runtime (edit blocks/runtime.py, then run tools/sync_blocks.py) ===
+class UserError(Exception):
+    """Bad input (config, dataset, environment): one clear message and exit code 2, no traceback."""
+
+
+def run_main(main: Callable[[], Any]) -> None:
+    try:
+        main()
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def parse_config(config_class: type, args: Optional[List[str]] = None) -> Any:
+    """`--config_path x.yaml` plus CLI overrides; `--resume RUN_DIR` re-reads RUN_DIR/config.yaml."""
+    args = list(sys.argv[1:] if args is None else args)
+    flags, config_path = dict(zip(args, args[1:] + [""])), None
+    if "--resume" in flags and "--config_path" not in flags:
+        config_path = os.path.join(flags["--resume"], "config.yaml")
+        if not os.path.isfile(config_path):
+            raise UserError(f"cannot resume: {config_path} does not exist (is it a run directory?)")
+    if "--config_path" in flags and not os.path.isfile(flags["--config_path"]):
+        raise UserError(f"config file not found: '{flags['--config_path']}'")
+    # pyrallis reads the script's source once per field for help texts (about 1 s a parse): cache it.
+    getsource, inspect.getsource = inspect.getsource, functools.lru_cache(inspect.getsource)
+    try:
+        return pyrallis.parse(config_class=config_class, config_path=config_path, args=args)
+    except Exception as error:  # pyrallis raises bare Exceptions for YAML keys and values
+        valid = ", ".join(field.name for field in dataclasses.fields(config_class))
+        raise UserError(f"invalid config: {error}. Valid keys of {config_class.__name__}: {valid}") from None
+    finally:
+        inspect.getsource = getsource
+
+
+def check_run_fields(config: Any, positive: Tuple[str, ...]) -> None:
+    """Checks every TrainConfig shares, raised in __post_init__ so the message names the field."""
+    if config.wandb_mode not in ("offline", "online", "disabled"):
+        raise ValueError(f"wandb_mode must be offline, online or disabled, not '{config.wandb_mode}'")
+    for name in ("log_every", "checkpoint_every", "keep_checkpoints", *positive):
+        if getattr(config, name) <= 0:
+            raise ValueError(f"{name} must be positive")
+
+
+def set_seed(seed: int, deterministic_torch: bool = False) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(deterministic_torch)
+
+
+def pick_device(device: str) -> torch.device:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device '{device}' requested but CUDA is not available; use --device cpu or auto")
+    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+
+
+def prepare_run_dir(config: Any, algorithm: str) -> Path:
+    """A fresh run directory (never one with content), or the one `--resume` names."""
+    if config.resume:
+        if not any((Path(config.resume) / "checkpoints").glob("step_*.pt")):
+            raise UserError(f"cannot resume: no checkpoint in {Path(config.resume) / 'checkpoints'}")
+        return Path(config.resume)
+    tag = Path(config.dataset).stem if config.dataset.endswith((".hdf5", ".h5")) else config.dataset
+    run_name = f"seed{config.train_seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(config.run_dir or Path("runs", algorithm, tag.replace(":", "_").replace("/", "_"), run_name))
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise UserError(
+            f"run directory {run_dir} already has content; pass --resume {run_dir} to continue it "
+            "or choose another --run_dir (nothing was overwritten)"
+        )
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "config.yaml", "w") as file:
+        pyrallis.dump(config, file)
+    return run_dir
+
+
+class RunLogger:
+    """Appends rows to RUN_DIR/metrics.jsonl and mirrors them to wandb (offline by default)."""
+
+    def __init__(self, run_dir: Path, config: Any, resume_step: int = 0):
+        self.run_dir, self.path, self.wandb = run_dir, run_dir / "metrics.jsonl", None
+        if resume_step and self.path.exists():  # rows after the checkpoint will be produced again
+            rows = [json.loads(line) for line in self.path.read_text().splitlines() if line]
+            self.path.write_text("".join(json.dumps(row) + "\n" for row in rows if row["step"] <= resume_step))
+        if config.wandb_mode != "disabled":
+            import wandb
+
+            if not (run_dir / "wandb_id.txt").exists():
+                (run_dir / "wandb_id.txt").write_text(os.urandom(6).hex())
+            names = {"project": config.project, "group": config.group, "name": config.name}
+            run_id, settings = (run_dir / "wandb_id.txt").read_text(), dataclasses.asdict(config)
+            self.wandb = wandb.init(
+                **names, mode=config.wandb_mode, dir=run_dir, id=run_id, resume="allow", config=settings
+            )
+
+    def log(self, step: int, metrics: Dict[str, float]) -> None:
+        with open(self.path, "a") as file:
+            file.write(json.dumps({"step": step, **metrics}) + "\n")
+        if self.wandb is not None:
+            self.wandb.log(metrics, step=step)
+
+    def finish(self, summary: Dict[str, Any]) -> None:
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if self.wandb is not None:
+            self.wandb.summary.update(summary)
+            self.wandb.finish()
+
+
+class MetricWindow:
+    """Sums per-update device tensors; one host sync per flush (every `log_every` updates)."""
+
+    def __init__(self) -> None:
+        self.sums: Dict[str, torch.Tensor] = {}
+        self.counts: Dict[str, int] = {}
+        self.start = time.perf_counter()
+
+    def add(self, metrics: Dict[str, torch.Tensor]) -> None:
+        for key, value in metrics.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value.detach().float()
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def flush(self, step: int, run_dir: Path) -> Dict[str, float]:
+        """Window means as train/<key>, plus updates per second; a non-finite mean stops the run."""
+        if not self.sums:
+            return {}
+        means = torch.stack(list(self.sums.values())).tolist()
+        metrics = {f"train/{key}": mean / self.counts[key] for key, mean in zip(self.sums, means)}
+        bad = [key for key, value in metrics.items() if not math.isfinite(value)]
+        if bad:
+            raise UserError(
+                f"{', '.join(bad)} became non-finite in the updates before step {step}; the newest good checkpoint "
+                f"is in {run_dir / 'checkpoints'}. Lower the learning rates, or check the dataset for extreme values"
+            )
+        metrics["train/updates_per_second"] = max(self.counts.values()) / (time.perf_counter() - self.start)
+        self.sums, self.counts, self.start = {}, {}, time.perf_counter()
+        return metrics
+
+
+def save_checkpoint(run_dir: Path, step: int, state: Dict[str, Any], keep: int) -> Path:
+    """checkpoints/step_<step>.pt with the RNG states, written atomically; the newest `keep` are kept."""
+    rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    path = run_dir / "checkpoints" / f"step_{step:09d}.pt"
+    torch.save({"step": step, "rng": rng, **state}, path.with_suffix(".partial"))
+    os.replace(path.with_suffix(".partial"), path)
+    for old in sorted(path.parent.glob("step_*.pt"))[:-keep]:
+        old.unlink()
+    return path
+
+
+def load_checkpoint(run_dir: Path, device: torch.device) -> Dict[str, Any]:
+    """The newest checkpoint, with the RNG states restored (as CPU tensors, wherever the rest went)."""
+    checkpoint = torch.load(max((run_dir / "checkpoints").glob("step_*.pt")), map_location=device, weights_only=False)
+    rng = checkpoint["rng"]
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"].cpu())
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
+    return checkpoint
+
+
+class StopRequest:
+    """SIGINT/SIGTERM set a flag the loop polls, so it can checkpoint and exit; a second signal stops at once."""
+
+    def __init__(self) -> None:
+        self.number: Optional[int] = None
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, number: int, frame: Any) -> None:
+        if self.number is not None:
+            raise KeyboardInterrupt
+        self.number = number
+
+    @property
+    def requested(self) -> bool:
+        return self.number is not None
+
+    def exit(self, checkpoint_path: Path) -> None:
+        print(f"\nstopped by signal {self.number}; checkpoint written to {checkpoint_path}", file=sys.stderr)
+        sys.exit(128 + self.number)
+
+
+# === end shared block: runtime ===
+
+
+# === shared block: data (edit blocks/data.py, then run tools/sync_blocks.py) ===
+D4RL_URL = "http://rail.eecs.berkeley.edu/datasets/offline_rl/"
+# D4RL locomotion domain -> (Gymnasium env and kwargs, D4RL's reference returns of a random and an expert policy).
+LOCOMOTION = {
+    "hopper": ("Hopper-v5", {}, -20.272305, 3234.3),
+    "halfcheetah": ("HalfCheetah-v5", {}, -280.178953, 12135.0),
+    "walker2d": ("Walker2d-v5", {}, 1.629008, 4592.3),
+    "ant": ("Ant-v4", {"use_contact_forces": True}, -325.6, 3879.7),  # D4RL's 111-dim observation
+}
+LOCOMOTION_LEVELS = ("random", "medium", "expert", "medium-replay", "medium-expert", "full-replay")
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """How to build a dataset's evaluation env and normalise its returns."""
+
+    env_id: str
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+    max_episode_steps: Optional[int] = None
+    ref_min_score: Optional[float] = None
+    ref_max_score: Optional[float] = None
+    reports_success: bool = False  # goal-reaching envs put a 0/1 `success` in the step info
+    adapter: str = ""  # a d4rl_compat adapter that gives the modern env D4RL's observation layout
+
+    def make(self) -> gym.Env:
+        if self.env_id not in gym.registry:  # AntMaze, PointMaze, Adroit, Kitchen
+            gym.register_envs(importlib.import_module("gymnasium_robotics"))
+        env = gym.make(self.env_id, max_episode_steps=self.max_episode_steps, **self.kwargs)
+        return d4rl_compat(self.env_id).wrap(env, self.adapter) if self.adapter else env
+
+    def make_vector(self, num_envs: int) -> gym.vector.VectorEnv:
+        # Sync, not async: on few cores batching the policy across envs is where time is saved.
+        return gym.vector.SyncVectorEnv([self.make for _ in range(num_envs)])
+
+    def metrics(self, prefix: str, returns: np.ndarray, lengths: np.ndarray, success: np.ndarray) -> Dict[str, float]:
+        """Return, D4RL-normalised score (when reference scores are known), length and success rate."""
+        metrics = {"return_mean": np.mean(returns), "return_std": np.std(returns), "length_mean": np.mean(lengths)}
+        if self.ref_min_score is not None and self.ref_max_score is not None:
+            scores = 100.0 * (np.asarray(returns) - self.ref_min_score) / (self.ref_max_score - self.ref_min_score)
+            metrics.update(normalized_score_mean=scores.mean(), normalized_score_std=scores.std())
+        if self.reports_success:
+            metrics["success_rate"] = np.mean(success)
+        return {f"{prefix}/{key}": float(value) for key, value in metrics.items()}
+
+
+@dataclass
+class Dataset:
+    """Transitions in file order; an episode ends at a terminal (true end) or a timeout (time limit)."""
+
+    name: str
+    observations: np.ndarray  # (N, obs_dim) float32
+    actions: np.ndarray  # (N, act_dim) float32
+    rewards: np.ndarray  # (N,) float32
+    terminals: np.ndarray  # (N,) bool
+    timeouts: np.ndarray  # (N,) bool
+    env: EnvSpec
+    extras: Dict[str, np.ndarray] = field(default_factory=dict)  # next_observations, infos/goal_achieved
+
+
+def d4rl_compat(name: str) -> Any:
+    try:
+        return importlib.import_module("d4rl_compat")
+    except ImportError:
+        raise UserError(
+            f"dataset '{name}' needs the d4rl_compat package of this repository (AntMaze, Adroit, Maze2D, Kitchen, "
+            "v0 names): run `pip install -e .` in the repository, or use a v1/v2 locomotion name, an hdf5 file "
+            "or a minari:<id>"
+        ) from None
+
+
+def load_dataset(name: str, allow_download: bool = True) -> Dataset:
+    """`name`: a D4RL name (hopper-medium-v2), `minari:<id>`, or a path to a D4RL-format hdf5 file."""
+    if name.startswith("minari:"):
+        dataset = load_minari(name.removeprefix("minari:"), allow_download)
+    elif name.endswith((".hdf5", ".h5")) or os.path.sep in name:
+        if not os.path.isfile(name):
+            raise UserError(f"dataset file {name} does not exist; write one with `python -m d4rl_compat.generate`")
+        arrays, meta = read_hdf5(Path(name))
+        if "env_id" not in meta:
+            raise UserError(
+                f"{name} has no metadata/env_id, so its evaluation env is unknown; write metadata/env_id "
+                "(and metadata/env_kwargs as JSON) into the file, or load a D4RL file by its D4RL name"
+            )
+        number = lambda key, kind: None if meta.get(key) is None else kind(meta[key])
+        limits = number("max_episode_steps", int), number("ref_min_score", float), number("ref_max_score", float)
+        dataset = make_dataset(name, arrays, EnvSpec(meta["env_id"], json.loads(meta.get("env_kwargs", "{}")), *limits))
+    else:
+        domain, _, level = name.rpartition("-v")[0].partition("-")
+        if domain in LOCOMOTION and level in LOCOMOTION_LEVELS and name[-3:] in ("-v1", "-v2"):
+            env_id, kwargs, low, high = LOCOMOTION[domain]
+            url = f"{D4RL_URL}gym_mujoco_{name[-2:]}/{domain}_{level.replace('-', '_')}-{name[-2:]}.hdf5"
+            env = EnvSpec(env_id, dict(kwargs), 1000, low, high)
+        elif name in d4rl_compat(name).D4RL_FILES:
+            fields = d4rl_compat(name).d4rl_env_spec(name)
+            url, env = d4rl_compat(name).dataset_url(name), EnvSpec(**{k: v for k, v in fields.items() if k != "note"})
+        else:
+            raise UserError(
+                f"unknown dataset '{name}': not a D4RL name (e.g. hopper-medium-v2), not 'minari:<dataset id>' "
+                "and not a path to an .hdf5 file"
+            )
+        path = Path(os.environ.get("D4RL_DATASET_DIR", "~/.d4rl/datasets")).expanduser() / os.path.basename(url)
+        if not path.exists():
+            how = f"download it with `curl -L --create-dirs -o {path} {url}`, or set D4RL_DATASET_DIR to its folder"
+            if not allow_download:
+                raise UserError(f"D4RL dataset '{name}' not found at {path} (downloads are off); {how}")
+            try:  # to a .partial file first, so an interrupted download never looks like a dataset
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with (
+                    urllib.request.urlopen(url, timeout=30) as source,
+                    open(path.with_suffix(".partial"), "wb") as file,
+                ):
+                    shutil.copyfileobj(source, file)
+                os.replace(path.with_suffix(".partial"), path)
+            except OSError as error:
+                raise UserError(
+                    f"D4RL dataset '{name}' not found at {path}; downloading {url} failed ({error}); {how}"
+                ) from None
+        dataset = make_dataset(name, read_hdf5(path)[0], env)
+    validate_dataset(dataset)
+    return dataset
+
+
+def read_hdf5(path: Path) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
+    """The flat arrays and the `metadata/` group of a D4RL-format file."""
+    keys = ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations", "infos/goal_achieved")
+    try:
+        with h5py.File(path, "r") as file:
+            if any(key not in file for key in keys[:4]):
+                raise UserError(f"{path} is not a D4RL-format file: missing {[k for k in keys[:4] if k not in file]}")
+            arrays = {key: file[key][()] for key in keys if key in file}
+            meta = {key: value[()] for key, value in file["metadata"].items()} if "metadata" in file else {}
+    except OSError as error:
+        raise UserError(f"cannot read {path} as hdf5 ({error})") from None
+    return arrays, {key: value.decode() if isinstance(value, bytes) else value for key, value in meta.items()}
+
+
+def load_minari(dataset_id: str, allow_download: bool) -> Dataset:
+    import minari
+
+    try:
+        source = minari.load_dataset(dataset_id, download=allow_download)
+    except Exception as error:  # minari raises several types for a missing or unreachable dataset
+        store = os.environ.get("MINARI_DATASETS_PATH", "~/.minari/datasets")
+        raise UserError(
+            f"Minari dataset '{dataset_id}' could not be loaded from {store} ({error}); "
+            f"download it with `minari download {dataset_id}` on a machine with network"
+        ) from None
+    episodes = list(source.iterate_episodes())
+    if episodes and isinstance(episodes[0].observations, dict):
+        raise UserError(f"Minari dataset '{dataset_id}' has dict observations, which no mapping flattens yet")
+    join = lambda get: np.concatenate([get(episode) for episode in episodes])
+    arrays = {
+        "observations": join(lambda e: e.observations[:-1]),
+        "next_observations": join(lambda e: e.observations[1:]),
+        "actions": join(lambda e: e.actions),
+        "rewards": join(lambda e: e.rewards),
+        "terminals": join(lambda e: e.terminations),
+        "timeouts": join(lambda e: e.truncations),
+    }
+    env, meta = source.recover_environment(eval_env=True), source.storage.metadata  # its evaluation env
+    spec = EnvSpec(env.spec.id, dict(env.spec.kwargs), env.spec.max_episode_steps)
+    env.close()
+    return make_dataset(
+        f"minari:{dataset_id}",
+        arrays,
+        replace(spec, ref_min_score=meta.get("ref_min_score"), ref_max_score=meta.get("ref_max_score")),
+    )
+
+
+def make_dataset(name: str, arrays: Dict[str, np.ndarray], env: EnvSpec) -> Dataset:
+    count = len(arrays["observations"])
+    if any(len(values) != count for values in arrays.values()):
+        raise UserError(f"dataset '{name}': arrays of different lengths { ({k: len(v) for k, v in arrays.items()}) }")
+    timeouts = arrays.get("timeouts", np.zeros(count, bool)).astype(bool).reshape(count)
+    extras = {key: arrays[key] for key in ("next_observations", "infos/goal_achieved") if key in arrays}
+    observations, actions = (arrays[key].astype(np.float32).reshape(count, -1) for key in ("observations", "actions"))
+    rewards, terminals = (
+        arrays["rewards"].astype(np.float32).reshape(count),
+        arrays["terminals"].astype(bool).reshape(count),
+    )
+    return Dataset(name, observations, actions, rewards, terminals, timeouts, env, extras)
+
+
+def validate_dataset(dataset: Dataset) -> None:
+    """Rejects NaN/inf values and shapes that do not match the evaluation env."""
+    for key, values in {
+        "observations": dataset.observations,
+        "actions": dataset.actions,
+        "rewards": dataset.rewards,
+        **dataset.extras,
+    }.items():
+        bad = ~np.isfinite(values.reshape(len(values), -1).astype(np.float64)).all(axis=1)
+        if bad.any():
+            raise UserError(
+                f"dataset '{dataset.name}' has {int(bad.sum())} rows with NaN or inf in '{key}' "
+                f"(first at row {int(np.argmax(bad))}); clean or regenerate the file"
+            )
+    try:
+        env = dataset.env.make()
+    except gym.error.Error as error:
+        raise UserError(f"dataset '{dataset.name}': cannot build env '{dataset.env.env_id}' ({error})") from None
+    shapes = (env.observation_space.shape[0], env.action_space.shape[0])
+    env.close()
+    if (dataset.observations.shape[1], dataset.actions.shape[1]) != shapes:
+        raise UserError(
+            f"dataset '{dataset.name}' has {dataset.observations.shape[1]}-dim observations and "
+            f"{dataset.actions.shape[1]}-dim actions, but its env {dataset.env.env_id} has {shapes[0]} and "
+            f"{shapes[1]}: the data was not recorded in this env (check metadata/env_id and env_kwargs)"
+        )
+
+
+def episode_bounds(terminals: np.ndarray, timeouts: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Start and (exclusive) end index of every episode; a trailing unfinished episode is kept."""
+    ends = np.flatnonzero(terminals | timeouts) + 1
+    if len(ends) == 0 or ends[-1] != len(terminals):
+        ends = np.append(ends, len(terminals))
+    return np.concatenate([[0], ends[:-1]]), ends
+
+
+def state_stats(observations: np.ndarray, eps: float = 1e-6) -> Tuple[np.ndarray, np.ndarray]:
+    """Mean and std that normalise states; fixed once the dataset is loaded."""
+    return observations.mean(0), observations.std(0) + eps
+
+
+def step_success(infos: Dict[str, Any], num_envs: int) -> np.ndarray:
+    """Per env of a vector env: did this step report reaching the goal (info['success'])?"""
+    if "success" not in infos:
+        return np.zeros(num_envs, dtype=bool)
+    return np.asarray(infos["success"], dtype=bool) & np.asarray(infos.get("_success", True), dtype=bool)
+
+
+# === end shared block: data ===
 
 
 if __name__ == "__main__":
