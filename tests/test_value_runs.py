@@ -131,7 +131,8 @@ def changed_lines(first: str, second: str):
 
 def test_cal_ql_is_finetune_cql_plus_the_calibration():
     cql, cal_ql = SCRIPTS["finetune/cql"].TrainConfig(), SCRIPTS["finetune/cal_ql"].TrainConfig()
-    assert set(vars(cal_ql)) - set(vars(cql)) == {"enable_calql"} and set(vars(cql)) <= set(vars(cal_ql))
+    calibration_fields = {"enable_calql", "is_sparse_reward", "sparse_fail_reward"}  # the Monte-Carlo rule
+    assert set(vars(cal_ql)) - set(vars(cql)) == calibration_fields and set(vars(cql)) <= set(vars(cal_ql))
     assert {key for key, value in vars(cql).items() if vars(cal_ql)[key] != value} == {"group", "name"}
     cql_text, cal_text = (Path(SCRIPTS[name].__file__).read_text() for name in ("finetune/cql", "finetune/cal_ql"))
     docstring_end = lambda text: text.index('"""', 3)  # noqa: E731

@@ -54,8 +54,6 @@ class TrainConfig:
     reward_scale: float = 1.0  # training reward = raw * reward_scale + reward_bias, offline and online
     reward_bias: float = 0.0
     binary_reward: bool = False  # Cal-QL's binary Adroit variant: raw reward 0 at the goal, -1 elsewhere
-    is_sparse_reward: bool = False  # Cal-QL's Monte-Carlo rule: all-failure segments get fail / (1 - discount)
-    sparse_fail_reward: float = 0.0  # the RAW failure reward (antmaze 0, binary adroit -1), transformed as above
     discount: float = 0.99
     batch_size: int = 256
     # CQL (defaults are the official code's)

@@ -51,8 +51,6 @@ class TrainConfig:
     reward_scale: float = 1.0  # training reward = raw * reward_scale + reward_bias
     reward_bias: float = 0.0
     binary_reward: bool = False  # Cal-QL's binary Adroit variant: raw reward 0 at the goal, -1 elsewhere
-    is_sparse_reward: bool = False  # read by Cal-QL only (its Monte-Carlo returns); the configs set it for both
-    sparse_fail_reward: float = 0.0  # read by Cal-QL only
     discount: float = 0.99
     batch_size: int = 256
     # CQL (defaults are the official code's)
