@@ -316,14 +316,16 @@ def run_episodes(act, envs: gym.vector.VectorEnv, seed: int, mean: torch.Tensor,
     returns, lengths = np.zeros(count), np.zeros(count, dtype=np.int64)
     success, done = np.zeros(count, dtype=bool), np.zeros(count, dtype=bool)
     steps = {key: [] for key in ("observations", "actions", "rewards", "next_observations", "dones", "success")}
-    normalize = lambda observation: (torch.as_tensor(observation, dtype=torch.float32, device=std.device) - mean) / std
+    # states are normalised on the host: one upload (the state) and one download (the action) per step
+    mean_host, std_host = mean.cpu().numpy(), std.cpu().numpy()
+    normalize = lambda observation: (observation.astype(np.float32) - mean_host) / std_host
     state = normalize(envs.reset(seed=seed)[0])
     while not done.all():
-        action = act(state).cpu().numpy()
+        action = act(torch.as_tensor(state, device=std.device)).cpu().numpy()
         observation, reward, terminated, truncated, infos = envs.step(action)
         next_state, reached, live = normalize(observation), step_success(infos, count), ~done
         if record:
-            step = (state.cpu().numpy(), action, reward, next_state.cpu().numpy(), terminated, reached)
+            step = (state, action, reward, next_state, terminated, reached)
             for values, column in zip(steps.values(), step):
                 values.append(column[live])
         returns += reward * live  # envs that finished auto-reset; their later steps don't count
