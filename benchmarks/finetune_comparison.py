@@ -132,7 +132,7 @@ def main() -> None:
         "Commands:",
         "",
         "```",
-        "python tools/generate_dataset.py --env hopper --policy random --num_transitions 100000 --seed 0 "
+        "python -m d4rl_compat.generate --env hopper --policy random --num_transitions 100000 --seed 0 "
         "--output data/hopper-random-quickstart.hdf5",
         f"python benchmarks/finetune_comparison.py {' '.join(sys.argv[1:])}",
         "```",
