@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import urllib.request
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -125,18 +125,19 @@ def load_dataset(name: str, allow_download: bool = True) -> Dataset:
             how = f"download it with `curl -L --create-dirs -o {path} {url}`, or set D4RL_DATASET_DIR to its folder"
             if not allow_download:
                 raise UserError(f"D4RL dataset '{name}' not found at {path} (downloads are off); {how}")
-            try:  # to a .partial file first, so an interrupted download never looks like a dataset
+            partial = path.with_suffix(".partial")  # an interrupted or wrong download never takes the name
+            try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                with (
-                    urllib.request.urlopen(url, timeout=30) as source,
-                    open(path.with_suffix(".partial"), "wb") as file,
-                ):
+                with urllib.request.urlopen(url, timeout=30) as source, open(partial, "wb") as file:
                     shutil.copyfileobj(source, file)
-                os.replace(path.with_suffix(".partial"), path)
             except OSError as error:
                 raise UserError(
-                    f"D4RL dataset '{name}' not found at {path}; downloading {url} failed ({error}); {how}"
+                    f"D4RL dataset '{name}' not at {path}; downloading {url} failed ({error}); {how}"
                 ) from None
+            if not h5py.is_hdf5(partial):
+                partial.unlink()
+                raise UserError(f"downloading {url} gave something other than hdf5 (removed); {how}")
+            os.replace(partial, path)
         dataset = make_dataset(name, read_hdf5(path)[0], env)
     validate_dataset(dataset)
     return dataset
@@ -170,47 +171,34 @@ def load_minari(dataset_id: str, allow_download: bool) -> Dataset:
     episodes = list(source.iterate_episodes())
     if episodes and isinstance(episodes[0].observations, dict):
         raise UserError(f"Minari dataset '{dataset_id}' has dict observations, which no mapping flattens yet")
-    join = lambda get: np.concatenate([get(episode) for episode in episodes])
-    arrays = {
-        "observations": join(lambda e: e.observations[:-1]),
-        "next_observations": join(lambda e: e.observations[1:]),
-        "actions": join(lambda e: e.actions),
-        "rewards": join(lambda e: e.rewards),
-        "terminals": join(lambda e: e.terminations),
-        "timeouts": join(lambda e: e.truncations),
-    }
+    columns = {"observations": lambda e: e.observations[:-1], "next_observations": lambda e: e.observations[1:]}
+    columns.update(actions=lambda e: e.actions, rewards=lambda e: e.rewards, terminals=lambda e: e.terminations)
+    columns["timeouts"] = lambda e: e.truncations
+    arrays = {key: np.concatenate([column(episode) for episode in episodes]) for key, column in columns.items()}
     env, meta = source.recover_environment(eval_env=True), source.storage.metadata  # its evaluation env
-    spec = EnvSpec(env.spec.id, dict(env.spec.kwargs), env.spec.max_episode_steps)
+    scores = meta.get("ref_min_score"), meta.get("ref_max_score")
+    spec = EnvSpec(env.spec.id, dict(env.spec.kwargs), env.spec.max_episode_steps, *scores)
     env.close()
-    return make_dataset(
-        f"minari:{dataset_id}",
-        arrays,
-        replace(spec, ref_min_score=meta.get("ref_min_score"), ref_max_score=meta.get("ref_max_score")),
-    )
+    return make_dataset(f"minari:{dataset_id}", arrays, spec)
 
 
 def make_dataset(name: str, arrays: Dict[str, np.ndarray], env: EnvSpec) -> Dataset:
     count = len(arrays["observations"])
     if any(len(values) != count for values in arrays.values()):
         raise UserError(f"dataset '{name}': arrays of different lengths { ({k: len(v) for k, v in arrays.items()}) }")
-    timeouts = arrays.get("timeouts", np.zeros(count, bool)).astype(bool).reshape(count)
-    extras = {key: arrays[key] for key in ("next_observations", "infos/goal_achieved") if key in arrays}
     observations, actions = (arrays[key].astype(np.float32).reshape(count, -1) for key in ("observations", "actions"))
-    rewards, terminals = (
-        arrays["rewards"].astype(np.float32).reshape(count),
-        arrays["terminals"].astype(bool).reshape(count),
+    rewards = arrays["rewards"].astype(np.float32).reshape(count)
+    terminals, timeouts = (
+        arrays.get(key, np.zeros(count)).astype(bool).reshape(count) for key in ("terminals", "timeouts")
     )
+    extras = {key: arrays[key] for key in ("next_observations", "infos/goal_achieved") if key in arrays}
     return Dataset(name, observations, actions, rewards, terminals, timeouts, env, extras)
 
 
 def validate_dataset(dataset: Dataset) -> None:
     """Rejects NaN/inf values and shapes that do not match the evaluation env."""
-    for key, values in {
-        "observations": dataset.observations,
-        "actions": dataset.actions,
-        "rewards": dataset.rewards,
-        **dataset.extras,
-    }.items():
+    arrays = {"observations": dataset.observations, "actions": dataset.actions, "rewards": dataset.rewards}
+    for key, values in {**arrays, **dataset.extras}.items():
         bad = ~np.isfinite(values.reshape(len(values), -1).astype(np.float64)).all(axis=1)
         if bad.any():
             raise UserError(

@@ -1,6 +1,8 @@
 """The synced data plumbing (blocks/data.py): loading, validation, episodes, scores, D4RL locomotion names."""
 
+import io
 import sys
+import urllib.request
 from pathlib import Path
 
 import h5py
@@ -142,6 +144,17 @@ def test_missing_d4rl_file_names_path_and_address(tmp_path, monkeypatch):
     message = str(error.value)
     assert str(tmp_path / "hopper_medium-v2.hdf5") in message
     assert "http://rail.eecs.berkeley.edu/datasets/offline_rl/gym_mujoco_v2/hopper_medium-v2.hdf5" in message
+
+
+def test_a_download_that_is_not_hdf5_is_removed_and_named(tmp_path, monkeypatch, hopper_random):
+    monkeypatch.setenv("D4RL_DATASET_DIR", str(tmp_path))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: io.BytesIO(b"<html>proxy login</html>"))
+    with pytest.raises(UserError, match="something other than hdf5 \\(removed\\)"):
+        load_dataset("hopper-random-v2")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: io.BytesIO(hopper_random.read_bytes()))
+    assert load_dataset("hopper-random-v2").env.env_id == "Hopper-v5"  # a real hdf5 file takes the name
+    assert [path.name for path in tmp_path.iterdir()] == ["hopper_random-v2.hdf5"]
 
 
 def test_d4rl_file_in_cache_directory_is_used(tmp_path, monkeypatch, hopper_random):

@@ -252,7 +252,7 @@ def test_default_run_directory_is_named_after_dataset_and_seed(tmp_path, monkeyp
         ("/data/hopper-random.hdf5", "hopper-random"),
     ]:
         config = dt.TrainConfig(dataset=dataset, train_seed=3, wandb_mode="disabled")
-        run_dir = dt.prepare_run_dir(config, "dt")
+        run_dir = dt.Run(config, "dt").dir
         assert run_dir.parent == Path("runs") / "dt" / tag and run_dir.name.startswith("seed3-")
         assert (run_dir / "config.yaml").exists()
 
@@ -272,10 +272,10 @@ def test_rng_states_restore_from_a_checkpoint_mapped_to_another_device(tmp_path,
         checkpoint["rng"]["torch"] = checkpoint["rng"]["torch"].as_subclass(OnAnotherDevice)
         return checkpoint
 
-    (tmp_path / "checkpoints").mkdir()
-    dt.save_checkpoint(tmp_path, 1, {}, keep=1)
+    run = dt.Run(dt.TrainConfig(run_dir=str(tmp_path / "run"), wandb_mode="disabled"), "dt")
+    run.checkpoint(1, {})
     expected = torch.rand(3)
     monkeypatch.setattr(torch, "load", load_moved)
-    dt.load_checkpoint(tmp_path, torch.device("cpu"))
+    dt.Run(dt.TrainConfig(resume=str(run.dir), wandb_mode="disabled"), "dt").restore(torch.device("cpu"))
     assert moved
     torch.testing.assert_close(torch.rand(3), expected)

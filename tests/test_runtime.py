@@ -2,6 +2,7 @@
 
 import json
 import random
+import signal
 from dataclasses import dataclass
 from typing import Optional
 
@@ -9,16 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from blocks.runtime import (
-    MetricWindow,
-    RunLogger,
-    UserError,
-    check_run_fields,
-    load_checkpoint,
-    parse_config,
-    prepare_run_dir,
-    save_checkpoint,
-)
+from blocks.runtime import Run, UserError, check_run_fields, parse_config
 
 
 @dataclass
@@ -57,11 +49,11 @@ def test_unknown_keys_and_bad_values_name_the_cause(tmp_path, capsys):
 
 def test_resume_rereads_the_run_config_and_later_flags_override(tmp_path):
     config = parse_config(Config, ["--run_dir", str(tmp_path / "run"), "--learning_rate", "0.5"])
-    run_dir = prepare_run_dir(config, "algo")
+    run_dir = Run(config, "algo").dir
     resumed = parse_config(Config, ["--resume", str(run_dir), "--train_seed", "3"])
     assert (resumed.learning_rate, resumed.train_seed, resumed.resume) == (0.5, 3, str(run_dir))
     with pytest.raises(UserError, match="no checkpoint"):
-        prepare_run_dir(resumed, "algo")
+        Run(resumed, "algo")
     with pytest.raises(UserError, match="is it a run directory"):
         parse_config(Config, ["--resume", str(tmp_path / "elsewhere")])
 
@@ -71,55 +63,74 @@ def test_a_run_directory_with_content_is_never_overwritten(tmp_path):
     run_dir.mkdir()
     (run_dir / "notes.txt").write_text("mine")
     with pytest.raises(UserError, match="already has content; pass --resume"):
-        prepare_run_dir(Config(run_dir=str(run_dir)), "algo")
+        Run(Config(run_dir=str(run_dir)), "algo")
     assert (run_dir / "notes.txt").read_text() == "mine" and not (run_dir / "config.yaml").exists()
 
 
 def test_default_run_directory_is_named_after_algorithm_dataset_and_seed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    run_dir = prepare_run_dir(Config(dataset="data/hopper-random.hdf5", train_seed=7), "dt")
+    run_dir = Run(Config(dataset="data/hopper-random.hdf5", train_seed=7), "dt").dir
     assert run_dir.parts[:3] == ("runs", "dt", "hopper-random") and run_dir.name.startswith("seed7-")
-    assert (
-        prepare_run_dir(Config(dataset="minari:mujoco/hopper/medium-v0"), "iql").parts[2]
-        == "minari_mujoco_hopper_medium-v0"
-    )
+    assert (run_dir / "config.yaml").exists() and (run_dir / "checkpoints").is_dir()
+    minari_run = Run(Config(dataset="minari:mujoco/hopper/medium-v0"), "iql")
+    assert minari_run.dir.parts[2] == "minari_mujoco_hopper_medium-v0"
 
 
 def test_metric_window_averages_on_flush_and_stops_on_non_finite_values(tmp_path):
-    window = MetricWindow()
+    run = Run(Config(run_dir=str(tmp_path / "run")), "algo")
     for value in (1.0, 2.0, 6.0):
-        window.add({"loss": torch.tensor(value)})
-    window.add({"q": torch.tensor(4.0)})  # a metric of delayed updates averages over its own count
-    metrics = window.flush(4, tmp_path)
+        run.add({"loss": torch.tensor(value)})
+    run.add({"q": torch.tensor(4.0)})  # a metric of delayed updates averages over its own count
+    metrics = run.flush(4)
     assert metrics["train/loss"] == 3.0 and metrics["train/q"] == 4.0 and metrics["train/updates_per_second"] > 0
-    assert window.flush(4, tmp_path) == {}
-    window.add({"loss": torch.tensor(float("nan"))})
-    with pytest.raises(UserError, match=f"train/loss became non-finite .* {tmp_path / 'checkpoints'}"):
-        window.flush(5, tmp_path)
+    assert run.flush(4) == {}
+    run.add({"loss": torch.tensor(float("nan"))})
+    with pytest.raises(UserError, match=f"train/loss became non-finite .* {run.dir / 'checkpoints'}"):
+        run.flush(5)
 
 
-def test_logger_drops_rows_after_the_resumed_checkpoint(tmp_path):
-    logger = RunLogger(tmp_path, Config())
+def test_resume_drops_metric_rows_after_the_checkpoint_and_restores_rng_states(tmp_path, monkeypatch):
+    run = Run(Config(run_dir=str(tmp_path / "run")), "algo")
     for step in (10, 20, 30):
-        logger.log(step, {"x": step})
-    RunLogger(tmp_path, Config(), resume_step=20).log(30, {"x": -1})
-    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+        run.log(step, {"x": step})
+        if step == 20:
+            run.checkpoint(20, {"weights": torch.ones(2)})
+            expected = (random.random(), np.random.rand(), torch.rand(1).item())
+    real_load = torch.load  # RNG states must come back as CPU tensors wherever map_location put the rest
+    monkeypatch.setattr(torch, "load", lambda *args, **kwargs: {**real_load(*args, **kwargs)})
+    resumed = Run(Config(resume=str(run.dir)), "algo")
+    checkpoint = resumed.restore(torch.device("cpu"))
+    assert checkpoint["step"] == 20 and checkpoint["weights"].tolist() == [1.0, 1.0]
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+    resumed.log(30, {"x": -1})
+    rows = [json.loads(line) for line in (run.dir / "metrics.jsonl").read_text().splitlines()]
     assert rows == [{"step": 10, "x": 10}, {"step": 20, "x": 20}, {"step": 30, "x": -1}]
+    assert Run(Config(run_dir=str(tmp_path / "new")), "algo").restore(torch.device("cpu")) is None
 
 
-def test_checkpoints_are_atomic_rotated_and_restore_rng_states(tmp_path, monkeypatch):
-    (tmp_path / "checkpoints").mkdir()
+def test_checkpoints_are_atomic_and_rotated(tmp_path):
+    run = Run(Config(run_dir=str(tmp_path / "run"), keep_checkpoints=2), "algo")
     for step in (1, 2, 3):
-        save_checkpoint(tmp_path, step, {"weights": torch.ones(2) * step}, keep=2)
-    assert sorted(path.name for path in (tmp_path / "checkpoints").iterdir()) == [
+        run.checkpoint(step, {"weights": torch.ones(2) * step})
+    assert sorted(path.name for path in (run.dir / "checkpoints").iterdir()) == [
         "step_000000002.pt",
         "step_000000003.pt",
     ]
-    save_checkpoint(tmp_path, 4, {}, keep=2)
-    expected = (random.random(), np.random.rand(), torch.rand(1).item())
-    random.random(), np.random.rand(), torch.rand(1)
-    real_load = torch.load  # RNG states must come back as CPU tensors wherever map_location put the rest
-    monkeypatch.setattr(torch, "load", lambda *args, **kwargs: {**real_load(*args, **kwargs)})
-    checkpoint = load_checkpoint(tmp_path, torch.device("cpu"))
-    assert checkpoint["step"] == 4
-    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+
+
+def test_a_signal_stops_the_run_at_its_next_checkpoint(tmp_path):
+    run = Run(Config(run_dir=str(tmp_path / "run")), "algo")
+    run._on_signal(signal.SIGTERM, None)
+    assert run.stopping
+    with pytest.raises(SystemExit) as exit_info:
+        run.checkpoint(7, {})
+    assert exit_info.value.code == 128 + signal.SIGTERM and (run.dir / "checkpoints" / "step_000000007.pt").exists()
+    with pytest.raises(KeyboardInterrupt):  # a second signal does not wait
+        run._on_signal(signal.SIGINT, None)
+
+
+def test_finish_writes_the_summary_with_wall_time_and_run_directory(tmp_path):
+    run = Run(Config(run_dir=str(tmp_path / "run")), "algo")
+    summary = run.finish({"eval/score": 1.5})
+    assert json.loads((run.dir / "summary.json").read_text()) == summary
+    assert summary["eval/score"] == 1.5 and summary["run_dir"] == str(run.dir) and summary["wall_time_s"] >= 0

@@ -22,7 +22,7 @@ import signal
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -351,7 +351,7 @@ def train(config: TrainConfig) -> Dict[str, Any]:
     transform = reward_transform(
         dataset, config.binary_reward, config.normalize_reward, config.reward_scale, config.reward_bias
     )
-    run_dir = prepare_run_dir(config, "iql")
+    run = Run(config, "iql")
     set_seed(config.train_seed, config.deterministic_torch)
     mean, std = state_stats(dataset.observations, eps=1e-3) if config.normalize else (np.float32(0), np.float32(1))
     rewards = transform(dataset.rewards, dataset.extras.get("infos/goal_achieved"))
@@ -359,43 +359,35 @@ def train(config: TrainConfig) -> Dict[str, Any]:
     agent = IQL(dataset.observations.shape[1], dataset.actions.shape[1], config, device, config.max_timesteps)
     mean_t, std_t = torch.as_tensor(mean, device=device), torch.as_tensor(std, device=device)
 
-    step = 0
-    if config.resume:
-        checkpoint = load_checkpoint(run_dir, device)
+    step, checkpoint = 0, run.restore(device)
+    if checkpoint:
         agent.load_state_dict(checkpoint["agent"])
         step = checkpoint["step"]
-        print(f"resuming {run_dir} from step {step}")
-    logger, stop, window = RunLogger(run_dir, config, resume_step=step), StopRequest(), MetricWindow()
-    eval_envs, started, eval_metrics = dataset.env.make_vector(config.n_episodes), time.perf_counter(), {}
+    eval_envs, eval_metrics = dataset.env.make_vector(config.n_episodes), {}
     progress = tqdm(total=config.max_timesteps, initial=step, desc="iql", dynamic_ncols=True)
     while step < config.max_timesteps:
-        window.add(agent.train_step(buffer.sample(config.batch_size)))
+        run.add(agent.train_step(buffer.sample(config.batch_size)))
         step += 1
         finished = step == config.max_timesteps
-        if step % config.log_every == 0 or finished or stop.requested:
+        if step % config.log_every == 0 or finished or run.stopping:
             progress.update(step - progress.n)
-            logger.log(step, window.flush(step, run_dir))
+            run.log(step, run.flush(step))
         if step % config.eval_freq == 0 or finished:
             act = lambda state: agent.act(state, deterministic=True)
             eval_metrics = dataset.env.metrics(
                 "eval", *run_episodes(act, eval_envs, config.eval_seed, mean_t, std_t)[:3]
             )
-            window.start = time.perf_counter()  # evaluation time is not training throughput
+            run.window_start = time.perf_counter()  # evaluation time is not training throughput
             progress.set_postfix(score=f"{eval_metrics.get('eval/normalized_score_mean', float('nan')):.1f}")
-            logger.log(step, eval_metrics)
-        if step % config.checkpoint_every == 0 or finished or stop.requested:
-            path = save_checkpoint(run_dir, step, {"agent": agent.state_dict()}, config.keep_checkpoints)
-            if stop.requested:
-                progress.close()
-                stop.exit(path)
+            run.log(step, eval_metrics)
+        if step % config.checkpoint_every == 0 or finished or run.stopping:
+            run.checkpoint(step, {"agent": agent.state_dict()})
     progress.close()
     eval_envs.close()
-    summary = dict(algorithm="iql", dataset=dataset.name, env_id=dataset.env.env_id, run_dir=str(run_dir))
+    summary = dict(algorithm="iql", dataset=dataset.name, env_id=dataset.env.env_id)
     summary.update(offline_steps=config.max_timesteps, online_env_steps=0, step=step)
     summary.update({key.replace("eval/", "offline/"): value for key, value in eval_metrics.items()})
-    summary.update(wall_time_s=time.perf_counter() - started, **eval_metrics)
-    logger.finish(summary)
-    return summary
+    return run.finish({**summary, **eval_metrics})
 
 
 def main() -> None:
@@ -429,7 +421,7 @@ def parse_config(config_class: type, args: Optional[List[str]] = None) -> Any:
             raise UserError(f"cannot resume: {config_path} does not exist (is it a run directory?)")
     if "--config_path" in flags and not os.path.isfile(flags["--config_path"]):
         raise UserError(f"config file not found: '{flags['--config_path']}'")
-    # pyrallis reads the script's source once per field for help texts (about 1 s a parse): cache it.
+    # pyrallis re-reads the script's source once per field when a YAML is given (about 2 s a parse): cache it.
     getsource, inspect.getsource = inspect.getsource, functools.lru_cache(inspect.getsource)
     try:
         return pyrallis.parse(config_class=config_class, config_path=config_path, args=args)
@@ -462,73 +454,82 @@ def pick_device(device: str) -> torch.device:
     return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
 
 
-def prepare_run_dir(config: Any, algorithm: str) -> Path:
-    """A fresh run directory (never one with content), or the one `--resume` names."""
-    if config.resume:
-        if not any((Path(config.resume) / "checkpoints").glob("step_*.pt")):
-            raise UserError(f"cannot resume: no checkpoint in {Path(config.resume) / 'checkpoints'}")
-        return Path(config.resume)
-    tag = Path(config.dataset).stem if config.dataset.endswith((".hdf5", ".h5")) else config.dataset
-    run_name = f"seed{config.train_seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = Path(config.run_dir or Path("runs", algorithm, tag.replace(":", "_").replace("/", "_"), run_name))
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise UserError(
-            f"run directory {run_dir} already has content; pass --resume {run_dir} to continue it "
-            "or choose another --run_dir (nothing was overwritten)"
-        )
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    with open(run_dir / "config.yaml", "w") as file:
-        pyrallis.dump(config, file)
-    return run_dir
+class Run:
+    """A run directory: config.yaml, metrics.jsonl (mirrored to wandb) and checkpoints/ with the RNG states.
 
+    Per-update metrics are summed on the device and averaged at each flush (one host sync per window).
+    SIGINT/SIGTERM set `stopping`; the loop then checkpoints, and `checkpoint` exits once written.
+    """
 
-class RunLogger:
-    """Appends rows to RUN_DIR/metrics.jsonl and mirrors them to wandb (offline by default)."""
-
-    def __init__(self, run_dir: Path, config: Any, resume_step: int = 0):
-        self.run_dir, self.path, self.wandb = run_dir, run_dir / "metrics.jsonl", None
-        if resume_step and self.path.exists():  # rows after the checkpoint will be produced again
-            rows = [json.loads(line) for line in self.path.read_text().splitlines() if line]
-            self.path.write_text("".join(json.dumps(row) + "\n" for row in rows if row["step"] <= resume_step))
+    def __init__(self, config: Any, algorithm: str) -> None:
+        self.config, self.stop_signal, self.wandb = config, None, None
+        self.sums: Dict[str, Any] = {}  # per metric: the sum of its device tensors since the last flush
+        self.counts: Dict[str, int] = {}
+        self.started = self.window_start = time.perf_counter()
+        if config.resume:
+            self.dir = Path(config.resume)
+            if not any((self.dir / "checkpoints").glob("step_*.pt")):
+                raise UserError(f"cannot resume: no checkpoint in {self.dir / 'checkpoints'}")
+        else:
+            tag = Path(config.dataset).stem if config.dataset.endswith((".hdf5", ".h5")) else config.dataset
+            name = f"seed{config.train_seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+            self.dir = Path(config.run_dir or Path("runs", algorithm, tag.replace(":", "_").replace("/", "_"), name))
+            if self.dir.exists() and any(self.dir.iterdir()):
+                raise UserError(
+                    f"run directory {self.dir} already has content; pass --resume {self.dir} to continue it "
+                    "or choose another --run_dir (nothing was overwritten)"
+                )
+            (self.dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            with open(self.dir / "config.yaml", "w") as file:
+                pyrallis.dump(config, file)
         if config.wandb_mode != "disabled":
             import wandb
 
-            if not (run_dir / "wandb_id.txt").exists():
-                (run_dir / "wandb_id.txt").write_text(os.urandom(6).hex())
-            names = {"project": config.project, "group": config.group, "name": config.name}
-            run_id, settings = (run_dir / "wandb_id.txt").read_text(), dataclasses.asdict(config)
-            self.wandb = wandb.init(
-                **names, mode=config.wandb_mode, dir=run_dir, id=run_id, resume="allow", config=settings
-            )
+            id_file = self.dir / "wandb_id.txt"
+            if not id_file.exists():
+                id_file.write_text(os.urandom(6).hex())
+            names = {"project": config.project, "group": config.group, "name": config.name, "dir": self.dir}
+            settings = {"mode": config.wandb_mode, "resume": "allow", "config": dataclasses.asdict(config)}
+            self.wandb = wandb.init(**names, id=id_file.read_text(), **settings)
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, self._on_signal)
 
-    def log(self, step: int, metrics: Dict[str, float]) -> None:
-        with open(self.path, "a") as file:
-            file.write(json.dumps({"step": step, **metrics}) + "\n")
-        if self.wandb is not None:
-            self.wandb.log(metrics, step=step)
+    def _on_signal(self, number: int, frame: Any) -> None:
+        if self.stop_signal is not None:  # a second signal stops at once
+            raise KeyboardInterrupt
+        self.stop_signal = number
 
-    def finish(self, summary: Dict[str, Any]) -> None:
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        if self.wandb is not None:
-            self.wandb.summary.update(summary)
-            self.wandb.finish()
+    @property
+    def stopping(self) -> bool:
+        return self.stop_signal is not None
 
-
-class MetricWindow:
-    """Sums per-update device tensors; one host sync per flush (every `log_every` updates)."""
-
-    def __init__(self) -> None:
-        self.sums: Dict[str, torch.Tensor] = {}
-        self.counts: Dict[str, int] = {}
-        self.start = time.perf_counter()
+    def restore(self, device: torch.device) -> Optional[Dict[str, Any]]:
+        """With --resume: the newest checkpoint, RNG states restored, and the metric rows after it dropped."""
+        if not self.config.resume:
+            return None
+        newest = max((self.dir / "checkpoints").glob("step_*.pt"))
+        checkpoint = torch.load(newest, map_location=device, weights_only=False)
+        rng = checkpoint["rng"]  # map_location may have moved the generator states: they go back as CPU tensors
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"].cpu())
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
+        metrics_path = self.dir / "metrics.jsonl"  # the loop writes the rows after the checkpoint again
+        if metrics_path.exists():
+            rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line]
+            kept = [json.dumps(row) + "\n" for row in rows if row["step"] <= checkpoint["step"]]
+            metrics_path.write_text("".join(kept))
+        print(f"resuming {self.dir} from step {checkpoint['step']}")
+        return checkpoint
 
     def add(self, metrics: Dict[str, torch.Tensor]) -> None:
         for key, value in metrics.items():
             self.sums[key] = self.sums.get(key, 0.0) + value.detach().float()
             self.counts[key] = self.counts.get(key, 0) + 1
 
-    def flush(self, step: int, run_dir: Path) -> Dict[str, float]:
-        """Window means as train/<key>, plus updates per second; a non-finite mean stops the run."""
+    def flush(self, step: int) -> Dict[str, float]:
+        """Means since the last flush as train/<key>, plus updates per second; a non-finite mean stops the run."""
         if not self.sums:
             return {}
         means = torch.stack(list(self.sums.values())).tolist()
@@ -537,58 +538,40 @@ class MetricWindow:
         if bad:
             raise UserError(
                 f"{', '.join(bad)} became non-finite in the updates before step {step}; the newest good checkpoint "
-                f"is in {run_dir / 'checkpoints'}. Lower the learning rates, or check the dataset for extreme values"
+                f"is in {self.dir / 'checkpoints'}. Lower the learning rates, or check the dataset for extreme values"
             )
-        metrics["train/updates_per_second"] = max(self.counts.values()) / (time.perf_counter() - self.start)
-        self.sums, self.counts, self.start = {}, {}, time.perf_counter()
+        metrics["train/updates_per_second"] = max(self.counts.values()) / (time.perf_counter() - self.window_start)
+        self.sums, self.counts, self.window_start = {}, {}, time.perf_counter()
         return metrics
 
+    def log(self, step: int, metrics: Dict[str, float]) -> None:
+        with open(self.dir / "metrics.jsonl", "a") as file:
+            file.write(json.dumps({"step": step, **metrics}) + "\n")
+        if self.wandb is not None:
+            self.wandb.log(metrics, step=step)
 
-def save_checkpoint(run_dir: Path, step: int, state: Dict[str, Any], keep: int) -> Path:
-    """checkpoints/step_<step>.pt with the RNG states, written atomically; the newest `keep` are kept."""
-    rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    path = run_dir / "checkpoints" / f"step_{step:09d}.pt"
-    torch.save({"step": step, "rng": rng, **state}, path.with_suffix(".partial"))
-    os.replace(path.with_suffix(".partial"), path)
-    for old in sorted(path.parent.glob("step_*.pt"))[:-keep]:
-        old.unlink()
-    return path
+    def checkpoint(self, step: int, state: Dict[str, Any]) -> None:
+        """checkpoints/step_<step>.pt with the RNG states, written atomically; keeps the newest keep_checkpoints."""
+        rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        path = self.dir / "checkpoints" / f"step_{step:09d}.pt"
+        torch.save({"step": step, "rng": rng, **state}, path.with_suffix(".partial"))
+        os.replace(path.with_suffix(".partial"), path)
+        for old in sorted(path.parent.glob("step_*.pt"))[: -self.config.keep_checkpoints]:
+            old.unlink()
+        if self.stopping:
+            print(f"\nstopped by signal {self.stop_signal}; checkpoint written to {path}", file=sys.stderr)
+            sys.exit(128 + self.stop_signal)
 
-
-def load_checkpoint(run_dir: Path, device: torch.device) -> Dict[str, Any]:
-    """The newest checkpoint, with the RNG states restored (as CPU tensors, wherever the rest went)."""
-    checkpoint = torch.load(max((run_dir / "checkpoints").glob("step_*.pt")), map_location=device, weights_only=False)
-    rng = checkpoint["rng"]
-    random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
-    torch.set_rng_state(rng["torch"].cpu())
-    if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
-    return checkpoint
-
-
-class StopRequest:
-    """SIGINT/SIGTERM set a flag the loop polls, so it can checkpoint and exit; a second signal stops at once."""
-
-    def __init__(self) -> None:
-        self.number: Optional[int] = None
-        signal.signal(signal.SIGINT, self._handle)
-        signal.signal(signal.SIGTERM, self._handle)
-
-    def _handle(self, number: int, frame: Any) -> None:
-        if self.number is not None:
-            raise KeyboardInterrupt
-        self.number = number
-
-    @property
-    def requested(self) -> bool:
-        return self.number is not None
-
-    def exit(self, checkpoint_path: Path) -> None:
-        print(f"\nstopped by signal {self.number}; checkpoint written to {checkpoint_path}", file=sys.stderr)
-        sys.exit(128 + self.number)
+    def finish(self, summary: Dict[str, Any]) -> Dict[str, Any]:
+        """Writes summary.json (with the wall time and the run directory) and closes wandb."""
+        summary = {**summary, "wall_time_s": time.perf_counter() - self.started, "run_dir": str(self.dir)}
+        (self.dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if self.wandb is not None:
+            self.wandb.summary.update(summary)
+            self.wandb.finish()
+        return summary
 
 
 # === end shared block: runtime ===
@@ -699,18 +682,19 @@ def load_dataset(name: str, allow_download: bool = True) -> Dataset:
             how = f"download it with `curl -L --create-dirs -o {path} {url}`, or set D4RL_DATASET_DIR to its folder"
             if not allow_download:
                 raise UserError(f"D4RL dataset '{name}' not found at {path} (downloads are off); {how}")
-            try:  # to a .partial file first, so an interrupted download never looks like a dataset
+            partial = path.with_suffix(".partial")  # an interrupted or wrong download never takes the name
+            try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                with (
-                    urllib.request.urlopen(url, timeout=30) as source,
-                    open(path.with_suffix(".partial"), "wb") as file,
-                ):
+                with urllib.request.urlopen(url, timeout=30) as source, open(partial, "wb") as file:
                     shutil.copyfileobj(source, file)
-                os.replace(path.with_suffix(".partial"), path)
             except OSError as error:
                 raise UserError(
-                    f"D4RL dataset '{name}' not found at {path}; downloading {url} failed ({error}); {how}"
+                    f"D4RL dataset '{name}' not at {path}; downloading {url} failed ({error}); {how}"
                 ) from None
+            if not h5py.is_hdf5(partial):
+                partial.unlink()
+                raise UserError(f"downloading {url} gave something other than hdf5 (removed); {how}")
+            os.replace(partial, path)
         dataset = make_dataset(name, read_hdf5(path)[0], env)
     validate_dataset(dataset)
     return dataset
@@ -744,47 +728,34 @@ def load_minari(dataset_id: str, allow_download: bool) -> Dataset:
     episodes = list(source.iterate_episodes())
     if episodes and isinstance(episodes[0].observations, dict):
         raise UserError(f"Minari dataset '{dataset_id}' has dict observations, which no mapping flattens yet")
-    join = lambda get: np.concatenate([get(episode) for episode in episodes])
-    arrays = {
-        "observations": join(lambda e: e.observations[:-1]),
-        "next_observations": join(lambda e: e.observations[1:]),
-        "actions": join(lambda e: e.actions),
-        "rewards": join(lambda e: e.rewards),
-        "terminals": join(lambda e: e.terminations),
-        "timeouts": join(lambda e: e.truncations),
-    }
+    columns = {"observations": lambda e: e.observations[:-1], "next_observations": lambda e: e.observations[1:]}
+    columns.update(actions=lambda e: e.actions, rewards=lambda e: e.rewards, terminals=lambda e: e.terminations)
+    columns["timeouts"] = lambda e: e.truncations
+    arrays = {key: np.concatenate([column(episode) for episode in episodes]) for key, column in columns.items()}
     env, meta = source.recover_environment(eval_env=True), source.storage.metadata  # its evaluation env
-    spec = EnvSpec(env.spec.id, dict(env.spec.kwargs), env.spec.max_episode_steps)
+    scores = meta.get("ref_min_score"), meta.get("ref_max_score")
+    spec = EnvSpec(env.spec.id, dict(env.spec.kwargs), env.spec.max_episode_steps, *scores)
     env.close()
-    return make_dataset(
-        f"minari:{dataset_id}",
-        arrays,
-        replace(spec, ref_min_score=meta.get("ref_min_score"), ref_max_score=meta.get("ref_max_score")),
-    )
+    return make_dataset(f"minari:{dataset_id}", arrays, spec)
 
 
 def make_dataset(name: str, arrays: Dict[str, np.ndarray], env: EnvSpec) -> Dataset:
     count = len(arrays["observations"])
     if any(len(values) != count for values in arrays.values()):
         raise UserError(f"dataset '{name}': arrays of different lengths { ({k: len(v) for k, v in arrays.items()}) }")
-    timeouts = arrays.get("timeouts", np.zeros(count, bool)).astype(bool).reshape(count)
-    extras = {key: arrays[key] for key in ("next_observations", "infos/goal_achieved") if key in arrays}
     observations, actions = (arrays[key].astype(np.float32).reshape(count, -1) for key in ("observations", "actions"))
-    rewards, terminals = (
-        arrays["rewards"].astype(np.float32).reshape(count),
-        arrays["terminals"].astype(bool).reshape(count),
+    rewards = arrays["rewards"].astype(np.float32).reshape(count)
+    terminals, timeouts = (
+        arrays.get(key, np.zeros(count)).astype(bool).reshape(count) for key in ("terminals", "timeouts")
     )
+    extras = {key: arrays[key] for key in ("next_observations", "infos/goal_achieved") if key in arrays}
     return Dataset(name, observations, actions, rewards, terminals, timeouts, env, extras)
 
 
 def validate_dataset(dataset: Dataset) -> None:
     """Rejects NaN/inf values and shapes that do not match the evaluation env."""
-    for key, values in {
-        "observations": dataset.observations,
-        "actions": dataset.actions,
-        "rewards": dataset.rewards,
-        **dataset.extras,
-    }.items():
+    arrays = {"observations": dataset.observations, "actions": dataset.actions, "rewards": dataset.rewards}
+    for key, values in {**arrays, **dataset.extras}.items():
         bad = ~np.isfinite(values.reshape(len(values), -1).astype(np.float64)).all(axis=1)
         if bad.any():
             raise UserError(
