@@ -1,7 +1,7 @@
 """The "reward hill" toy of the ODT+TD3 paper (Yan, Schwing, Wang, NeurIPS 2024, Sec. 3.1, Fig. 2).
 
-    python benchmarks/reward_hill.py                    # 5 seeds, writes benchmarks/results/reward_hill.{png,md}
-    python benchmarks/reward_hill.py --seeds 0 1 2 --output_dir /tmp/hill
+    python benchmarks/reward_hill.py --output_dir benchmarks/results   # the recorded results: seeds 0-4 and 59
+    python benchmarks/reward_hill.py --seeds 0 1 2                      # writes to runs/reward_hill/
 
 One state, one step: the action a in [-1, 1] earns r(a) = (a + 1)^2 for a < 0 and 1 - 2a for
 a >= 0, a hill with its peak r = 1 at a = 0. The offline data holds only the hill's two feet
@@ -11,15 +11,17 @@ conditioning alone gives no direction towards the peak; a critic's gradient does
 Three methods, each with 2 x 128 ReLU MLPs, Adam lr 1e-3, deterministic tanh actors:
   ODT       net(rtg) -> a, trained by MSE on (return, action) pairs;
   DDPG      critic Q(a) fits r, actor (of the single state) maximises Q;
-  ODT+DDPG  critic Q(a) fits r, actor loss 0.02 * MSE - Q(net(rtg)).
-The ODT+DDPG critic sees the action only, like the method's "reflexive" critic on (s, a) (the
-toy has a single state). A description of the toy gives it Q(rtg, a); in a one-step task the
-return-to-go input equals the target, so that critic can fit r while ignoring a and its action
-gradient is noise: --critic_sees_rtg runs that variant (results in benchmarks/results/).
+  ODT+DDPG  critic Q(rtg, a) fits r, actor loss 0.02 * MSE - Q(rtg, net(rtg)), as in the official
+            motivation.py; --critic_action_only gives it Q(a), like the method's "reflexive" critic
+            on (s, a) in a task with a single state.
 Pretraining: 5 epochs of batch 32 (20 gradient steps). Fine-tuning (fresh optimisers): 16
-epochs, each first adds 64 rollouts (rtg 1 + U(-0.01, 0.01), rewards relabelled as their
-return-to-go), then one pass over the whole buffer in batches of 32. The reward of the policy
-queried at rtg = 1 is recorded after every gradient step. Seeds are 0..n-1, never chosen.
+epochs, each first adds 64 rollouts, then one pass over the whole buffer in batches of 32. A
+rollout asks the policy for return 1 and adds exploration noise to the action, 0.02 * (U(0, 1) -
+0.5) as in the official script; the env clamps the action to [-1, 1], the buffer stores it
+unclamped with the reward it earned as its return-to-go (hindsight). The reward of the policy
+queried at rtg = 1 is recorded after every gradient step. Seeds 0..n-1, plus the official
+script's single seed 59 reported apart. The official script also runs in float64 with the three
+methods sharing one RNG stream: not reproduced here.
 """
 
 import argparse
@@ -35,6 +37,7 @@ import torch.nn as nn
 
 METHODS = ("ODT", "DDPG", "ODT+DDPG")
 PRETRAIN_EPOCHS, ONLINE_EPOCHS, BATCH, ROLLOUTS, LEARNING_RATE, SUPERVISED_WEIGHT = 5, 16, 32, 64, 1e-3, 0.02
+EXPLORATION_NOISE, OFFICIAL_SEED = 0.02, 59
 
 
 def hill_reward(action: torch.Tensor) -> torch.Tensor:
@@ -55,9 +58,9 @@ def offline_data(generator: torch.Generator) -> torch.Tensor:
 class Method:
     """One of the three learners; `policy(rtg)` is the action it takes when asked for return rtg."""
 
-    def __init__(self, name: str, critic_sees_rtg: bool = False):
+    def __init__(self, name: str, critic_action_only: bool = False):
         self.name = name
-        self.critic_sees_rtg = critic_sees_rtg and name == "ODT+DDPG"
+        self.critic_sees_rtg = name == "ODT+DDPG" and not critic_action_only
         self.actor = mlp(1, 1, tanh=True)
         self.critic = None if name == "ODT" else mlp(2 if self.critic_sees_rtg else 1, 1)
         self.new_optimisers()
@@ -95,11 +98,11 @@ class Method:
         self.actor_optimizer.step()
 
 
-def run(name: str, seed: int, critic_sees_rtg: bool = False) -> Dict[str, object]:
+def run(name: str, seed: int, critic_action_only: bool = False) -> Dict[str, object]:
     """Trains one method on one seed; returns the reward-per-gradient-step curve and the final policy."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    method = Method(name, critic_sees_rtg)
+    method = Method(name, critic_action_only)
     actions = offline_data(generator)
     returns = hill_reward(actions)
     query = torch.ones(1)
@@ -119,10 +122,10 @@ def run(name: str, seed: int, critic_sees_rtg: bool = False) -> Dict[str, object
     method.new_optimisers()
     for _ in range(ONLINE_EPOCHS):
         with torch.no_grad():
-            rtg = 1 + 0.02 * (torch.rand(ROLLOUTS, generator=generator) - 0.5)
-            new_actions = method.policy(rtg).clamp(-1, 1)
+            noise = EXPLORATION_NOISE * (torch.rand(ROLLOUTS, generator=generator) - 0.5)
+            new_actions = method.policy(torch.ones(ROLLOUTS)) + noise
         actions = torch.cat([actions, new_actions])
-        returns = torch.cat([returns, hill_reward(new_actions)])  # hindsight: the return actually received
+        returns = torch.cat([returns, hill_reward(new_actions.clamp(-1, 1))])  # hindsight: the return received
         epoch()
     with torch.no_grad():
         rtg_grid = torch.linspace(-1, 1, 101)
@@ -140,9 +143,9 @@ def run(name: str, seed: int, critic_sees_rtg: bool = False) -> Dict[str, object
     }
 
 
-def run_all(seeds: List[int], critic_sees_rtg: bool = False) -> Dict[str, List[Dict[str, object]]]:
+def run_all(seeds: List[int], critic_action_only: bool = False) -> Dict[str, List[Dict[str, object]]]:
     torch.set_num_threads(1)
-    return {name: [run(name, seed, critic_sees_rtg) for seed in seeds] for name in METHODS}
+    return {name: [run(name, seed, critic_action_only) for seed in seeds] for name in METHODS}
 
 
 def plot(results: Dict[str, List[Dict[str, object]]], path: Path) -> None:
@@ -202,42 +205,45 @@ def summary_table(results: Dict[str, List[Dict[str, object]]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(5)))
-    parser.add_argument("--output_dir", type=Path, default=Path(__file__).resolve().parent / "results")
-    parser.add_argument("--critic_sees_rtg", action="store_true", help="ODT+DDPG critic Q(rtg, a) instead of Q(a)")
+    parser.add_argument("--output_dir", type=Path, default=Path("runs/reward_hill"))
+    parser.add_argument("--critic_action_only", action="store_true", help="ODT+DDPG critic Q(a) instead of Q(rtg, a)")
     args = parser.parse_args()
     started = time.perf_counter()
-    results = run_all(args.seeds, args.critic_sees_rtg)
-    stem = "reward_hill_critic_sees_rtg" if args.critic_sees_rtg else "reward_hill"
+    results = run_all(args.seeds, args.critic_action_only)
+    official = run_all([OFFICIAL_SEED], args.critic_action_only)
+    stem = "reward_hill_critic_action_only" if args.critic_action_only else "reward_hill"
     elapsed = time.perf_counter() - started
     plot(results, args.output_dir / f"{stem}.png")
-    table = summary_table(results)
+    table, official_table = summary_table(results), summary_table(official)
     text = "\n".join(
         [
             "# Reward hill (ODT+TD3 paper, Fig. 2), reproduced",
             "",
             f"Command: `{' '.join(['python benchmarks/reward_hill.py', *sys.argv[1:]])}`",
-            f"ODT+DDPG critic: {'Q(rtg, a)' if args.critic_sees_rtg else 'Q(a), the method reflexive critic'}. "
-            f"Seeds: {args.seeds}; training time {elapsed:.1f} s on CPU (1 thread). Reward of the policy asked for "
-            "return 1 after the last gradient step; the peak is 1 at action 0, the feet give at most 0.0025.",
+            f"ODT+DDPG critic: {'Q(a)' if args.critic_action_only else 'Q(rtg, a), as in the official motivation.py'}. "
+            f"Training time {elapsed:.1f} s on CPU (1 thread). Reward of the policy asked for return 1 after the "
+            "last gradient step; the peak is 1 at action 0, the feet give at most 0.0025.",
+            "",
+            f"Seeds {args.seeds}:",
             "",
             table,
+            "",
+            f"The official script's seed {OFFICIAL_SEED} alone:",
+            "",
+            official_table,
             "",
             f"![reward hill]({stem}.png)",
             "",
         ]
     )
+    args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / f"{stem}.md").write_text(text)
-    (args.output_dir / f"{stem}.json").write_text(
-        json.dumps(
-            {
-                name: [{key: run[key] for key in ("seed", "final_reward", "final_action")} for run in runs]
-                for name, runs in results.items()
-            },
-            indent=1,
-        )
-        + "\n"
-    )
-    print(table)
+    numbers = {
+        name: [{key: run[key] for key in ("seed", "final_reward", "final_action")} for run in runs + official[name]]
+        for name, runs in results.items()
+    }
+    (args.output_dir / f"{stem}.json").write_text(json.dumps(numbers, indent=1) + "\n")
+    print(table, official_table, sep="\n\n")
     print(f"wrote {args.output_dir / stem}.png, .md and .json in {elapsed:.1f} s")
 
 

@@ -47,7 +47,9 @@ class CausalBlock(nn.Module):
 class DecisionTrunk(nn.Module):
     """(return-to-go, state, action) tokens per step -> the hidden state of every state token.
 
-    Unlike the official ODT code, the timestep embedding it defines is actually used.
+    `timestep_embedding` adds a learned embedding of each step's episode time to its three tokens (as
+    the original DT does). The official ODT code defines one but never uses it: no position
+    information at all, which its setting `false` reproduces.
     """
 
     def __init__(self, state_dim: int, action_dim: int, config: Any):
@@ -55,7 +57,8 @@ class DecisionTrunk(nn.Module):
         width = config.embedding_dim
         self.width = width
         # +1: ODT+TD3's target network reads the window shifted one step later.
-        self.timestep_embedding = nn.Embedding(config.episode_len + config.seq_len + 1, width)
+        rows = config.episode_len + config.seq_len + 1
+        self.timestep_embedding = nn.Embedding(rows, width) if config.timestep_embedding else None
         self.state_embedding = nn.Linear(state_dim, width)
         self.action_embedding = nn.Linear(action_dim, width)
         self.return_embedding = nn.Linear(1, width)
@@ -78,7 +81,7 @@ class DecisionTrunk(nn.Module):
         self, states: torch.Tensor, actions: torch.Tensor, returns_to_go: torch.Tensor, timesteps: torch.Tensor
     ) -> torch.Tensor:
         batch, length = states.shape[:2]
-        time_embedding = self.timestep_embedding(timesteps)
+        time_embedding = 0.0 if self.timestep_embedding is None else self.timestep_embedding(timesteps)
         tokens = torch.stack(
             (
                 self.return_embedding(returns_to_go.unsqueeze(-1)) + time_embedding,

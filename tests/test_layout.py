@@ -15,12 +15,12 @@ import pytest
 
 from conftest import ROOT
 
-LINE_LIMITS = {  # measured 850, 803, 874, 1190, 1212, 988, 1043, 916
+LINE_LIMITS = {  # measured 854, 803, 874, 1208, 1242, 988, 1043, 916 (fidelity fixes: +13 odt, +30 odt_td3)
     "offline/dt.py": 855,
     "offline/iql.py": 810,
     "offline/cql.py": 880,
-    "finetune/odt.py": 1195,
-    "finetune/odt_td3.py": 1215,
+    "finetune/odt.py": 1210,
+    "finetune/odt_td3.py": 1245,
     "finetune/cql.py": 995,
     "finetune/cal_ql.py": 1050,
     "finetune/iql.py": 920,
@@ -91,7 +91,7 @@ def test_odt_and_odt_td3_differ_only_in_the_method():
     for method in ("critic", "entropy", "temperature"):
         assert method in text.lower()
     assert "def train(" not in text, "the two train() loops are the same text"
-    assert len(changed) <= 300, len(changed)  # measured 292, docstrings and TrainConfig included
+    assert len(changed) <= 310, len(changed)  # measured 306, docstrings and TrainConfig included
 
 
 @pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is installed by requirements.txt")

@@ -16,6 +16,7 @@ import torch.nn as nn
 
 from conftest import ROOT, load_script, run_cli
 
+dt = load_script("algorithms/offline/dt.py")
 odt = load_script("algorithms/finetune/odt.py")
 td3 = load_script("algorithms/finetune/odt_td3.py")
 
@@ -24,6 +25,7 @@ TINY = (
     "--eval_episodes 2 --wandb_mode disabled --device cpu --buffer_size 50 --online_transitions 40 --log_every 10"
 ).split()
 CPU = torch.device("cpu")
+TINY_MODEL = "--embedding_dim 16 --num_layers 1 --num_heads 2 --seq_len 4".split()
 
 
 def tiny_config(script, dataset, run_dir, *extra):
@@ -108,6 +110,34 @@ def test_polyak_update_moves_targets_by_tau():
         torch.testing.assert_close(new, 0.75 * old + 0.25 * src)
 
 
+@pytest.mark.parametrize("script", [dt, odt, td3], ids=["dt", "odt", "odt_td3"])
+def test_timestep_embedding_follows_the_official_code_by_default(script, hopper_random, tmp_path):
+    # The official ODT (and ODT+TD3) DT defines a timestep embedding and never uses it; the original DT uses it.
+    used_by_default = script is dt
+    for flag in (False, True):
+        config = script.parse_config(
+            script.TrainConfig,
+            [
+                *TINY_MODEL,
+                "--timestep_embedding",
+                str(flag),
+                "--wandb_mode",
+                "disabled",
+                "--dataset",
+                str(hopper_random),
+            ],
+        )
+        torch.manual_seed(0)
+        trunk = script.DecisionTrunk(11, 3, config).eval()
+        states, actions, returns = torch.randn(2, 4, 11), torch.randn(2, 4, 3), torch.randn(2, 4)
+        early, late = torch.zeros(2, 4, dtype=torch.long), torch.arange(4).repeat(2, 1) + 100
+        depends_on_time = not torch.allclose(
+            trunk(states, actions, returns, early), trunk(states, actions, returns, late)
+        )
+        assert depends_on_time == flag == (trunk.timestep_embedding is not None)
+    assert script.TrainConfig().timestep_embedding == used_by_default
+
+
 def small_td3_setup(hopper_random, tmp_path):
     config = tiny_config(td3, hopper_random, tmp_path / "unused", "--learning_rate", "0.001", "--warmup_steps", "1")
     dataset = td3.load_dataset(config.dataset)
@@ -134,12 +164,17 @@ def test_delayed_actor_updates_and_targets_only_move_with_the_actor(hopper_rando
     assert learner.updates == 6 and learner.actor_scheduler.last_epoch == 3
 
 
-def test_alpha_switches_from_pretrain_alpha_to_alpha_at_the_first_online_update(hopper_random, tmp_path):
+def test_pretraining_is_supervised_for_every_variant_and_the_online_coefficients_start_after_it(
+    hopper_random, tmp_path
+):
+    # The official code forces the supervised weight to 1 and the RL weight to 0 while pretraining, so the
+    # TD3 baseline (supervised_coef 0 online) starts from the same BC actor as ODT+TD3.
     config, _, learner = small_td3_setup(hopper_random, tmp_path)
-    config.pretrain_steps, config.pretrain_alpha, config.alpha = 4, 0.0, 0.1
-    assert [learner.alpha(update) for update in range(6)] == [0.0] * 4 + [0.1] * 2
+    config.pretrain_steps, config.pretrain_alpha, config.alpha, config.supervised_coef = 4, 0.0, 0.1, 0.0
+    assert [learner.coefficients(update) for update in range(6)] == [(1.0, 0.0)] * 4 + [(0.0, 0.1)] * 2
     learner.updates = 4  # after 4 updates, the last one was offline
-    assert learner.scalars()["alpha"] == 0.0
+    assert (learner.scalars()["alpha"], learner.scalars()["supervised_coef"]) == (0.0, 1.0)
+    assert td3.TrainConfig().pretrain_supervised_coef == 1.0
 
 
 def test_actor_loss_is_the_supervised_loss_at_alpha_zero_and_td3_at_supervised_zero(hopper_random, tmp_path):
@@ -155,8 +190,7 @@ def test_actor_loss_is_the_supervised_loss_at_alpha_zero_and_td3_at_supervised_z
 
     def loss_and_grads(alpha, supervised_coef):
         actor.zero_grad()
-        config.supervised_coef = supervised_coef
-        loss, _ = td3.actor_loss(actor, critic, batch, alpha, config)
+        loss, _ = td3.actor_loss(actor, critic, batch, (supervised_coef, alpha), config)
         loss.backward()
         return loss.detach(), [p.grad.clone() for p in actor.parameters()]
 
@@ -372,20 +406,64 @@ def test_temperature_loss_gradient_sign():
 # LAMB
 
 
-def test_lamb_step_is_the_trust_ratio_scaled_adam_direction():
+def reference_lamb_steps(weights, grads, lr, betas, eps, weight_decay, max_grad_norm):
+    """timm's LAMB written out step by step for one parameter group (the official ODT repos vendor it)."""
+    weights, m, v = (
+        [w.clone() for w in weights],
+        [torch.zeros_like(w) for w in weights],
+        [torch.zeros_like(w) for w in weights],
+    )
+    for step, step_grads in enumerate(grads, start=1):
+        global_norm = torch.sqrt(sum((g**2).sum() for g in step_grads))
+        clip = max(global_norm.item() / max_grad_norm, 1.0)
+        for i, grad in enumerate(step_grads):
+            grad = grad / clip
+            m[i] = betas[0] * m[i] + (1 - betas[0]) * grad
+            v[i] = betas[1] * v[i] + (1 - betas[1]) * grad**2
+            update = (m[i] / (1 - betas[0] ** step)) / ((v[i] / (1 - betas[1] ** step)).sqrt() + eps)
+            update = update + weight_decay * weights[i]
+            weights[i] = weights[i] - lr * weights[i].norm() / update.norm() * update
+    return weights
+
+
+def test_lamb_matches_the_timm_style_optimiser_of_the_official_code():
+    # A weight norm above 10 (no clamp), gradients above the global norm limit of 1.0, and two steps (bias
+    # correction): torch_optimizer's LAMB, which the project used before, differs in all three.
     torch.manual_seed(0)
-    weight = nn.Parameter(torch.randn(4, 3))
-    start = weight.detach().clone()
-    optimizer = odt.Lamb([weight], lr=0.1, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
-    weight.grad = torch.randn(4, 3)
-    optimizer.step()
-    update = (0.1 * weight.grad) / ((0.001 * weight.grad**2).sqrt() + 1e-8) + 0.01 * start
-    expected = start - 0.1 * start.norm().clamp(max=10.0) / update.norm() * update
-    torch.testing.assert_close(weight.detach(), expected)
+    weights = [nn.Parameter(torch.randn(8, 8) * 3), nn.Parameter(torch.randn(8))]
+    grads = [[torch.randn(8, 8), torch.randn(8)] for _ in range(2)]
+    assert weights[0].norm() > 10 and torch.sqrt(sum((g**2).sum() for g in grads[0])) > 1
+    settings = dict(lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=5e-4)
+    expected = reference_lamb_steps([w.detach() for w in weights], grads, **settings, max_grad_norm=1.0)
+    optimizer = odt.Lamb(weights, **settings)
+    for step_grads in grads:
+        for weight, grad in zip(weights, step_grads):
+            weight.grad = grad.clone()
+        optimizer.step()
+    for weight, reference in zip(weights, expected):
+        torch.testing.assert_close(weight.detach(), reference)
+    restored = odt.Lamb([nn.Parameter(w.detach().clone()) for w in weights], **settings)
+    restored.load_state_dict(optimizer.state_dict())
+    assert restored.param_groups[0]["step"] == 2  # the bias-correction count survives a resume
 
 
 # ------------------------------------------------------------------------------------------------
 # Whole runs
+
+
+@pytest.mark.parametrize("script", [odt, td3], ids=["odt", "odt_td3"])
+def test_pretraining_samples_every_offline_trajectory_and_fine_tuning_the_top_buffer_size(
+    script, hopper_random, tmp_path, monkeypatch
+):
+    sampled_from, sample = [], script.TrajectoryBuffer.sample
+    monkeypatch.setattr(
+        script.TrajectoryBuffer, "sample", lambda self, size: sampled_from.append(len(self)) or sample(self, size)
+    )
+    schedule = ["--pretrain_steps", "3", "--updates_per_iteration", "2", "--online_iterations", "1"]
+    script.train(tiny_config(script, hopper_random, tmp_path / "run", *schedule, "--buffer_size", "5"))
+    dataset = script.load_dataset(str(hopper_random))
+    episodes = len(script.episode_bounds(dataset.terminals, dataset.timeouts)[0])
+    assert episodes > 5 and sampled_from == [episodes] * 3 + [5] * 2
 
 
 @pytest.mark.parametrize("script", [odt, td3], ids=["odt", "odt_td3"])

@@ -9,7 +9,8 @@ critic supplies the local improvement direction that return conditioning alone l
 offline data is low-return. Twin critics on (state, action) with clipped double-Q targets,
 target policy smoothing on a Polyak copy of the whole DT, delayed actor updates; the critic
 trains during pretraining even when pretrain_alpha is 0. alpha = 0 gives the supervised (ODT
-without entropy) baseline, supervised_coef = 0 the TD3 baseline.
+without entropy) baseline, supervised_coef = 0 the TD3 baseline; as in the official code, every
+variant is pretrained with the supervised loss (pretrain_supervised_coef = 1).
 
     python algorithms/finetune/odt_td3.py --config_path configs/finetune/odt_td3/hopper/random_v2.yaml
 
@@ -65,6 +66,7 @@ class TrainConfig:
     residual_dropout: float = 0.1
     embedding_dropout: float = 0.1
     activation: str = "relu"  # the official GPT-2 trunk uses ReLU
+    timestep_embedding: bool = False  # official ODT+TD3: defined, never used (no position information)
     max_action: float = 1.0
     # data
     dataset: str = "hopper-random-v2"  # D4RL name, minari:<id>, or path to a D4RL-format hdf5
@@ -82,7 +84,8 @@ class TrainConfig:
     # critic and TD3
     alpha: float = 0.1  # weight of -Q in the actor loss, online
     pretrain_alpha: float = 0.0  # weight of -Q during pretraining (antmaze: 0.1, "RL from start")
-    supervised_coef: float = 1.0  # weight of the supervised MSE (0: the TD3 baseline)
+    supervised_coef: float = 1.0  # weight of the supervised MSE online (0: the TD3 baseline)
+    pretrain_supervised_coef: float = 1.0  # during pretraining: the official code pretrains every baseline with BC
     gamma: float = 0.99
     tau: float = 0.005
     policy_noise: float = 0.2
@@ -96,11 +99,11 @@ class TrainConfig:
     critic_reward_scale: float = 1.0  # rewards the critic sees (pen/door/relocate 0.01, hammer 0.001)
     # schedule
     pretrain_steps: int = 10_000  # offline steps (5k actor updates at policy_freq 2)
-    online_iterations: int = 500
+    online_iterations: int = 600
     updates_per_iteration: int = 600  # steps per online iteration (300 actor updates at policy_freq 2)
     online_trajectories: int = 1  # each iteration collects at least this many episodes ...
     online_transitions: int = 1000  # ... and at least this many env steps
-    max_online_transitions: Optional[int] = 500_000  # stop at the first iteration boundary past it
+    max_online_transitions: Optional[int] = 600_000  # stop at the first iteration boundary past it
     rollout_envs: int = 1  # episodes collected side by side per rollout round
     online_rtg: float = 7200.0
     truncation_as_terminal: bool = False  # official code: a time-limit end counts as a true end
@@ -171,7 +174,9 @@ class CausalBlock(nn.Module):
 class DecisionTrunk(nn.Module):
     """(return-to-go, state, action) tokens per step -> the hidden state of every state token.
 
-    Unlike the official ODT code, the timestep embedding it defines is actually used.
+    `timestep_embedding` adds a learned embedding of each step's episode time to its three tokens (as
+    the original DT does). The official ODT code defines one but never uses it: no position
+    information at all, which its setting `false` reproduces.
     """
 
     def __init__(self, state_dim: int, action_dim: int, config: Any):
@@ -179,7 +184,8 @@ class DecisionTrunk(nn.Module):
         width = config.embedding_dim
         self.width = width
         # +1: ODT+TD3's target network reads the window shifted one step later.
-        self.timestep_embedding = nn.Embedding(config.episode_len + config.seq_len + 1, width)
+        rows = config.episode_len + config.seq_len + 1
+        self.timestep_embedding = nn.Embedding(rows, width) if config.timestep_embedding else None
         self.state_embedding = nn.Linear(state_dim, width)
         self.action_embedding = nn.Linear(action_dim, width)
         self.return_embedding = nn.Linear(1, width)
@@ -202,7 +208,7 @@ class DecisionTrunk(nn.Module):
         self, states: torch.Tensor, actions: torch.Tensor, returns_to_go: torch.Tensor, timesteps: torch.Tensor
     ) -> torch.Tensor:
         batch, length = states.shape[:2]
-        time_embedding = self.timestep_embedding(timesteps)
+        time_embedding = 0.0 if self.timestep_embedding is None else self.timestep_embedding(timesteps)
         tokens = torch.stack(
             (
                 self.return_embedding(returns_to_go.unsqueeze(-1)) + time_embedding,
@@ -245,12 +251,12 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 # === shared block: lamb (edit blocks/lamb.py, then run tools/sync_blocks.py) ===
 class Lamb(torch.optim.Optimizer):
-    """Layer-wise adaptive moments: Adam's step direction plus weight decay, then each tensor's step
-    rescaled by the trust ratio ||w|| / ||step|| (1 where either norm is 0).
+    """LAMB as in the timm-style lamb.py that both official ODT repositories vendor (not torch_optimizer's).
 
-    Like the optimiser the ODT authors used (torch_optimizer.Lamb): ||w|| is clamped to
-    `clamp_value` and the moments are not bias-corrected. The trust ratio stays on the device:
-    no host sync per step.
+    All gradients are first scaled together so their global norm is at most `max_grad_norm`. Each
+    tensor's step is then Adam's bias-corrected direction plus weight decay, rescaled by the trust
+    ratio ||w|| / ||step|| (1 where either norm is 0; no clamp on ||w||). As in timm, tensors without
+    weight decay keep the plain Adam step. Norms stay on the device: no host sync per step.
     """
 
     def __init__(
@@ -260,11 +266,12 @@ class Lamb(torch.optim.Optimizer):
         betas: Tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-6,
         weight_decay: float = 0.0,
-        clamp_value: float = 10.0,
+        max_grad_norm: Optional[float] = 1.0,
     ):
         if lr < 0 or eps < 0 or weight_decay < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
             raise ValueError(f"invalid LAMB settings lr={lr} betas={betas} eps={eps} weight_decay={weight_decay}")
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, clamp_value=clamp_value))
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+        self.max_grad_norm = max_grad_norm
 
     @torch.no_grad()
     def step(self, closure: Optional[Callable[[], torch.Tensor]] = None) -> Optional[torch.Tensor]:
@@ -272,23 +279,32 @@ class Lamb(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
+        if not grads:
+            return loss
+        scale = torch.ones((), device=grads[0].device)
+        if self.max_grad_norm is not None:
+            global_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+            scale = torch.clamp(global_norm / self.max_grad_norm, min=1.0)
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
+            group["step"] = group.get("step", 0) + 1
+            bias_correction1, bias_correction2 = 1 - beta1 ** group["step"], 1 - beta2 ** group["step"]
             for parameter in (p for p in group["params"] if p.grad is not None):
                 state = self.state[parameter]
                 if not state:
                     state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(parameter), torch.zeros_like(parameter)
-                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                exp_avg.mul_(beta1).add_(parameter.grad, alpha=1 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(parameter.grad, parameter.grad, value=1 - beta2)
-                update = exp_avg / (exp_avg_sq.sqrt() + group["eps"])
+                grad = parameter.grad / scale
+                state["exp_avg"].mul_(beta1).add_(grad, alpha=1 - beta1)
+                state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                denominator = (state["exp_avg_sq"] / bias_correction2).sqrt() + group["eps"]
+                update = state["exp_avg"] / bias_correction1 / denominator
                 if group["weight_decay"]:
-                    update = update.add(parameter, alpha=group["weight_decay"])
-                weight_norm = parameter.norm().clamp(0, group["clamp_value"])
-                update_norm = update.norm()
-                usable = (weight_norm > 0) & (update_norm > 0)
-                trust = torch.where(usable, weight_norm / update_norm, torch.ones_like(weight_norm))
-                parameter.sub_(update * (trust * group["lr"]))
+                    update = update + group["weight_decay"] * parameter
+                    weight_norm, update_norm = parameter.norm(), update.norm()
+                    usable = (weight_norm > 0) & (update_norm > 0)
+                    update = update * torch.where(usable, weight_norm / update_norm, torch.ones_like(weight_norm))
+                parameter.sub_(update * group["lr"])
         return loss
 
 
@@ -587,7 +603,11 @@ def critic_target(
 
 
 def actor_loss(
-    actor: DecisionTransformer, critic: TwinCritic, batch: Dict[str, torch.Tensor], alpha: float, config: TrainConfig
+    actor: DecisionTransformer,
+    critic: TwinCritic,
+    batch: Dict[str, torch.Tensor],
+    coefficients: Tuple[float, float],
+    config: TrainConfig,
 ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
     """supervised_coef * masked MSE + alpha * masked mean of -Q1 over all K positions."""
     k = config.seq_len
@@ -595,7 +615,8 @@ def actor_loss(
     predicted = actor(states, actions, batch["returns_to_go"][:, :k], batch["timesteps"][:, :k])
     supervised = masked_mean(((predicted - actions) ** 2).mean(-1), batch["mask"])
     rl = masked_mean(-critic.first(states, predicted), batch["mask"])
-    loss = config.supervised_coef * supervised + alpha * rl
+    supervised_coef, alpha = coefficients
+    loss = supervised_coef * supervised + alpha * rl
     metrics = {"actor_loss": loss, "actor_supervised_loss": supervised, "actor_rl_loss": rl}
     return loss, {key: value.detach() for key, value in metrics.items()}
 
@@ -619,9 +640,12 @@ class ODT_TD3:
         )
         self.updates = 0  # critic updates (= steps); the actor updates every policy_freq of them
 
-    def alpha(self, update: int) -> float:
-        """The weight of -Q in the actor loss: pretrain_alpha for the offline updates, then alpha."""
-        return self.config.alpha if update >= self.config.pretrain_steps else self.config.pretrain_alpha
+    def coefficients(self, update: int) -> Tuple[float, float]:
+        """The weights of the supervised loss and of -Q in the actor loss: the pretrain_ ones offline, then online."""
+        config = self.config
+        if update < config.pretrain_steps:
+            return config.pretrain_supervised_coef, config.pretrain_alpha
+        return config.supervised_coef, config.alpha
 
     def update(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """One critic update and, every policy_freq updates, one actor update followed by the Polyak
@@ -636,7 +660,7 @@ class ODT_TD3:
         self.critic_optimizer.step()
         metrics = {"critic_loss": critic_loss.detach(), "q_mean": masked_mean(q1.detach(), batch["critic_mask"])}
         if (self.updates + 1) % config.policy_freq == 0:
-            loss, actor_metrics = actor_loss(self.actor, self.critic, batch, self.alpha(self.updates), config)
+            loss, actor_metrics = actor_loss(self.actor, self.critic, batch, self.coefficients(self.updates), config)
             self.actor_optimizer.zero_grad(set_to_none=True)
             loss.backward()  # also leaves gradients on the critic; its next update starts from zero
             if config.clip_grad is not None:
@@ -661,11 +685,13 @@ class ODT_TD3:
 
     def scalars(self) -> Dict[str, float]:
         """Host-side values for the train rows."""
+        supervised_coef, alpha = self.coefficients(self.updates - 1)
         scheduler = self.actor_scheduler
         return {
             "learning_rate": scheduler.get_last_lr()[0],
             "actor_updates": scheduler.last_epoch,
-            "alpha": self.alpha(self.updates - 1),
+            "alpha": alpha,
+            "supervised_coef": supervised_coef,
         }
 
     def state_dict(self) -> Dict[str, Any]:
@@ -694,7 +720,11 @@ def train(config: TrainConfig) -> Dict[str, Any]:
     run = Run(config, "odt_td3")
     set_seed(config.train_seed, config.deterministic_torch)
     normaliser = state_stats(dataset.observations)
+    # Pretraining samples every offline trajectory, as both official repos do; the online replay
+    # buffer starts with the top buffer_size of them by return.
+    pretrain_data = TrajectoryBuffer(len(offline), *normaliser, config.seq_len, config.reward_scale, device)
     buffer = TrajectoryBuffer(config.buffer_size, *normaliser, config.seq_len, config.reward_scale, device)
+    pretrain_data.initialise(offline)
     buffer.initialise(offline)
     learner = ODT_TD3(dataset.observations.shape[1], dataset.actions.shape[1], config, device)
     progress_state = {"step": 0, "env_steps": 0, "iterations": 0, "pretrained": {}, "eval": {}}
@@ -747,7 +777,7 @@ def train(config: TrainConfig) -> Dict[str, Any]:
                 },
             )
             run.window_start += elapsed  # rollout time is not update throughput
-        run.add(learner.update(buffer.sample(config.batch_size)))
+        run.add(learner.update((pretrain_data if step < config.pretrain_steps else buffer).sample(config.batch_size)))
         step += 1
         at_boundary = step > config.pretrain_steps and (step - config.pretrain_steps) % per_iteration == 0
         budget = config.max_online_transitions
