@@ -90,7 +90,7 @@ def settings(args: argparse.Namespace):
         (
             "TD3",
             "algorithms/finetune/odt_td3.py",
-            shared + td3 + ["--supervised_coef", "0.0", "--pretrain_alpha", "0.1"],
+            shared + td3 + ["--supervised_coef", "0.0"],  # pretrained with BC, as in the official code
         ),
     ]
 
