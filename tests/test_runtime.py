@@ -134,3 +134,22 @@ def test_finish_writes_the_summary_with_wall_time_and_run_directory(tmp_path):
     summary = run.finish({"eval/score": 1.5})
     assert json.loads((run.dir / "summary.json").read_text()) == summary
     assert summary["eval/score"] == 1.5 and summary["run_dir"] == str(run.dir) and summary["wall_time_s"] >= 0
+
+
+def test_resume_with_an_equals_sign_rereads_the_run_config(tmp_path):
+    config = parse_config(Config, ["--run_dir", str(tmp_path / "run"), "--learning_rate=0.5"])
+    assert config.learning_rate == 0.5
+    run_dir = Run(config, "algo").dir
+    resumed = parse_config(Config, [f"--resume={run_dir}", "--train_seed=3"])
+    assert (resumed.learning_rate, resumed.train_seed, resumed.resume) == (0.5, 3, str(run_dir))
+
+
+def test_a_start_that_failed_before_its_first_checkpoint_does_not_block_the_next(tmp_path):
+    first = Run(Config(run_dir=str(tmp_path / "run"), learning_rate=0.1), "algo")
+    first.log(10, {"train/loss": float("nan")})  # e.g. a non-finite loss at the first flush
+    second = Run(Config(run_dir=str(tmp_path / "run"), learning_rate=0.2), "algo")
+    assert "learning_rate: 0.2" in (second.dir / "config.yaml").read_text()
+    assert not (second.dir / "metrics.jsonl").exists()
+    second.checkpoint(5, {})
+    with pytest.raises(UserError, match="already has content; pass --resume"):  # a checkpoint is never written over
+        Run(Config(run_dir=str(tmp_path / "run")), "algo")

@@ -818,7 +818,8 @@ def run_main(main: Callable[[], Any]) -> None:
 
 def parse_config(config_class: type, args: Optional[List[str]] = None) -> Any:
     """`--config_path x.yaml` plus CLI overrides; `--resume RUN_DIR` re-reads RUN_DIR/config.yaml."""
-    args = list(sys.argv[1:] if args is None else args)
+    given = sys.argv[1:] if args is None else args  # "--key=value" means "--key value", for --resume too
+    args = [part for arg in given for part in (arg.split("=", 1) if arg.startswith("--") else [arg])]
     flags, config_path = dict(zip(args, args[1:] + [""])), None
     if "--resume" in flags and "--config_path" not in flags:
         config_path = os.path.join(flags["--resume"], "config.yaml")
@@ -879,12 +880,19 @@ class Run:
             tag = Path(config.dataset).stem if config.dataset.endswith((".hdf5", ".h5")) else config.dataset
             name = f"seed{config.train_seed}-{time.strftime('%Y%m%d-%H%M%S')}"
             self.dir = Path(config.run_dir or Path("runs", algorithm, tag.replace(":", "_").replace("/", "_"), name))
-            if self.dir.exists() and any(self.dir.iterdir()):
+            # What a start that failed before its first checkpoint leaves behind may be written over.
+            leftovers = {"config.yaml", "checkpoints", "metrics.jsonl", "wandb_id.txt", "wandb"}
+            failed_start = (
+                not any((self.dir / "checkpoints").glob("step_*"))
+                and {path.name for path in self.dir.glob("*")} <= leftovers
+            )
+            if self.dir.exists() and any(self.dir.iterdir()) and not failed_start:
                 raise UserError(
                     f"run directory {self.dir} already has content; pass --resume {self.dir} to continue it "
                     "or choose another --run_dir (nothing was overwritten)"
                 )
             (self.dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            (self.dir / "metrics.jsonl").unlink(missing_ok=True)
             with open(self.dir / "config.yaml", "w") as file:
                 pyrallis.dump(config, file)
         if config.wandb_mode != "disabled":
