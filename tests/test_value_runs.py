@@ -177,6 +177,27 @@ def test_offline_scripts_hold_no_online_only_code(name):
     assert not hasattr(SCRIPTS[name].TrainConfig, "online_iterations")
 
 
+OFFICIAL_CQL = dict(cql_max_target_backup=True, cql_alpha=5.0, cql_target_action_gap=1.0, actor_hidden_dims=(256, 256))
+CORL_CQL = dict(cql_max_target_backup=False, cql_alpha=10.0, cql_target_action_gap=-1.0, actor_hidden_dims=(256,) * 3)
+
+
+@pytest.mark.parametrize("name", ["offline/cql", "finetune/cql", "finetune/cal_ql"])
+def test_cql_defaults_are_the_official_ones_and_locomotion_configs_keep_corls(name):
+    script = SCRIPTS[name]
+    official = {**OFFICIAL_CQL, "critic_hidden_dims": (256, 256)}
+    assert {key: getattr(script.TrainConfig, key) for key in official} == official
+    corl = {**CORL_CQL, "critic_hidden_dims": (256,) * 3}
+    locomotion = [
+        path
+        for domain in ("hopper", "halfcheetah", "walker2d")
+        for path in (ROOT / "configs" / name / domain).glob("*.yaml")
+    ]
+    assert len(locomotion) == 12
+    for path in locomotion:  # unchanged behaviour: CORL's values, now written in the file
+        config = script.parse_config(script.TrainConfig, ["--config_path", str(path)])
+        assert {key: getattr(config, key) for key in corl} == corl, path
+
+
 def test_bad_values_give_a_clear_error_and_exit_2(tmp_path):
     result = run_cli("algorithms/finetune/cal_ql.py", "--mixing_ratio", "1.5", "--run_dir", str(tmp_path / "run"))
     assert result.returncode == 2 and "mixing_ratio" in result.stderr and "Traceback" not in result.stderr
