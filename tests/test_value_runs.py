@@ -198,6 +198,14 @@ def test_cql_defaults_are_the_official_ones_and_locomotion_configs_keep_corls(na
         assert {key: getattr(config, key) for key in corl} == corl, path
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_states_are_normalised_in_the_locomotion_configs_only(name):
+    script = SCRIPTS[name]
+    for path in sorted((ROOT / "configs" / name).rglob("*.yaml")):  # official Cal-QL and IQL normalise none
+        config = script.parse_config(script.TrainConfig, ["--config_path", str(path)])
+        assert config.normalize == (path.parent.name in ("hopper", "halfcheetah", "walker2d")), path
+
+
 def test_bad_values_give_a_clear_error_and_exit_2(tmp_path):
     result = run_cli("algorithms/finetune/cal_ql.py", "--mixing_ratio", "1.5", "--run_dir", str(tmp_path / "run"))
     assert result.returncode == 2 and "mixing_ratio" in result.stderr and "Traceback" not in result.stderr

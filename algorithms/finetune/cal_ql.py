@@ -53,7 +53,7 @@ class TrainConfig:
     # data
     dataset: str = "hopper-medium-v2"  # D4RL name (CORL: env), minari:<id>, or path to a D4RL-format hdf5
     allow_download: bool = True  # fetch a missing D4RL file into the d4rl cache directory
-    normalize: bool = True  # normalise states with the dataset's mean and std
+    normalize: bool = True  # states by the dataset's mean and std, as CORL (official code, non-locomotion configs: off)
     reward_scale: float = 1.0  # training reward = raw * reward_scale + reward_bias, offline and online
     reward_bias: float = 0.0
     binary_reward: bool = False  # Cal-QL's binary Adroit variant: raw reward 0 at the goal, -1 elsewhere
