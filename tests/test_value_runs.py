@@ -70,7 +70,7 @@ def test_offline_run_resumed_from_a_checkpoint_matches_a_straight_run(hopper_ran
     assert train_rows(tmp_path / "b") == train_rows(tmp_path / "a")
 
 
-FINETUNE = dict(offline_iterations=40, log_every=20, eval_freq=100, checkpoint_every=100)
+FINETUNE = dict(offline_iterations=40, log_every=20, offline_eval_freq=20, online_eval_freq=100, checkpoint_every=100)
 
 
 @pytest.mark.parametrize("name", ["finetune/cql", "finetune/cal_ql", "finetune/iql"])
@@ -98,7 +98,9 @@ def test_finetune_resumed_from_an_online_checkpoint_matches_a_straight_run(name,
 
     evaluations = [row for row in rows(tmp_path / "a") if "eval/regret" in row]
     assert evaluations[0]["step"] == 40 and evaluations[0]["online/env_steps"] == 0  # fine-tuning step 0 counts
-    # Scheduled evaluations: step 0 and each one in a new eval_freq bucket of env steps (an extra one
+    # offline_eval_freq counts updates (20), online_eval_freq env steps (100)
+    assert [row["step"] for row in rows(tmp_path / "a") if "eval/return_mean" in row][:2] == [20, 40]
+    # Scheduled evaluations: step 0 and each one in a new online_eval_freq bucket of env steps (an extra one
     # at the end of the run, inside the same bucket, is logged but not counted).
     buckets = [row["online/env_steps"] // 100 for row in evaluations]
     scores = [
@@ -232,7 +234,7 @@ def test_sigterm_in_the_online_phase_checkpoints_and_the_run_resumes(hopper_rand
     run_dir = tmp_path / "run"
     args = TINY + ["--cql_n_actions", "3", "--dataset", str(hopper_random), "--run_dir", str(run_dir)]
     args += "--offline_iterations 20 --online_iterations 1000000 --log_every 10".split()
-    args += "--eval_freq 100000 --checkpoint_every 100000".split()
+    args += "--offline_eval_freq 100000 --online_eval_freq 100000 --checkpoint_every 100000".split()
     one_thread = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny networks: threads only contend
     process = subprocess.Popen(
         [sys.executable, "algorithms/finetune/cal_ql.py", *args],

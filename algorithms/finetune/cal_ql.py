@@ -12,8 +12,8 @@ online returns): each online episode gets Monte-Carlo returns by the dataset's r
 The official Cal-QL loop: `offline_iterations` updates on the dataset; then, repeatedly, one
 stochastic episode is collected and len(episode) x `utd_ratio` updates run, each batch
 int(batch_size x mixing_ratio) rows from the dataset and the rest from an online-only buffer.
-Evaluation every `eval_freq` updates offline / env steps online; the regret counts the online ones,
-fine-tuning step 0 (the switch) included.
+Evaluation every `offline_eval_freq` updates offline and every `online_eval_freq` env steps online;
+the regret counts the online ones, fine-tuning step 0 (the switch) included.
 """
 
 import dataclasses
@@ -89,7 +89,8 @@ class TrainConfig:
     utd_ratio: int = 1  # updates per collected env step (run after each episode)
     mixing_ratio: Optional[float] = 0.5  # offline share of online batches (rest: online buffer); null: one buffer
     # evaluation
-    eval_freq: int = 2000  # updates offline, env steps online
+    offline_eval_freq: int = 50_000  # updates of the offline phase (official antmaze; adroit 2000)
+    online_eval_freq: int = 2000  # env steps of fine-tuning (official antmaze and adroit)
     n_episodes: int = 20
     eval_seed: int = 42
     # run
@@ -103,9 +104,9 @@ class TrainConfig:
     keep_checkpoints: int = 2
 
     def __post_init__(self) -> None:
-        check_run_fields(self, ("batch_size", "eval_freq", "n_episodes", "utd_ratio"))
-        if self.eval_freq % self.log_every or self.checkpoint_every % self.log_every:
-            raise ValueError("eval_freq and checkpoint_every must be multiples of log_every")
+        check_run_fields(self, ("batch_size", "offline_eval_freq", "online_eval_freq", "n_episodes", "utd_ratio"))
+        if self.offline_eval_freq % self.log_every or self.checkpoint_every % self.log_every:
+            raise ValueError("offline_eval_freq and checkpoint_every must be multiples of log_every")
         if not 0.0 < self.discount < 1.0:
             raise ValueError("discount must be in (0, 1)")
         if self.offline_iterations < 0 or self.online_iterations < 0:
@@ -582,7 +583,7 @@ def train(config: TrainConfig) -> Dict[str, Any]:
         if step % config.log_every == 0 or finished or run.stopping:
             progress.update(step - progress.n)
             run.log(step, run.flush(step))
-        if step % config.eval_freq == 0 or finished:
+        if step % config.offline_eval_freq == 0 or finished:
             eval_metrics = evaluate()
             run.log(step, {**eval_metrics, **(start_fine_tuning() if finished and config.online_iterations else {})})
         if finished:
@@ -606,7 +607,8 @@ def train(config: TrainConfig) -> Dict[str, Any]:
             run.add(agent.train_step(sample_mixed(offline, online, config.batch_size, config.mixing_ratio)))
         step, finished = config.offline_iterations + env_steps, env_steps >= config.online_iterations
         log_due, eval_due, save_due = (
-            previous // n != env_steps // n for n in (config.log_every, config.eval_freq, config.checkpoint_every)
+            previous // n != env_steps // n
+            for n in (config.log_every, config.online_eval_freq, config.checkpoint_every)
         )
         progress.update(step - progress.n)
         if log_due or finished or run.stopping:
