@@ -367,6 +367,12 @@ def test_offline_actor_lr_decays_by_cosine_then_holds_and_fine_tuning_never_deca
     assert lrs["constant"] == [1e-3] * 16
 
 
+def test_iql_mean_head_starts_orthogonal_with_gain_sqrt_2():
+    agent = iql.IQL(4, 2, iql.TrainConfig(actor_hidden_dims=(8,), critic_hidden_dims=(8,)), CPU, decay_steps=0)
+    head = agent.actor.mean[-1].weight  # (2, 8): orthogonal rows scaled by the gain
+    torch.testing.assert_close(torch.linalg.svdvals(head), torch.full((2,), math.sqrt(2)))
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")  # the spy replaces optimizer.step
 def test_iql_update_order_is_value_actor_q_target():
     agent = iql.IQL(4, 2, iql.TrainConfig(actor_hidden_dims=(8,), critic_hidden_dims=(8,)), CPU, decay_steps=0)
