@@ -115,6 +115,19 @@ def test_finetune_resumed_from_an_online_checkpoint_matches_a_straight_run(name,
     assert lr == (script.TrainConfig.actor_lr if name == "finetune/iql" else script.TrainConfig.policy_lr)
 
 
+@pytest.mark.parametrize("ratio, one_buffer", [(0.0, False), ("null", True)])
+def test_mixing_ratio_zero_trains_on_two_buffers_and_none_on_one(
+    ratio, one_buffer, hopper_random, tmp_path, monkeypatch
+):
+    script, seen = SCRIPTS["finetune/iql"], []
+    sample = script.sample_mixed
+    spy = lambda offline, online, *args: seen.append(offline is online) or sample(offline, online, *args)  # noqa: E731
+    monkeypatch.setattr(script, "sample_mixed", spy)
+    overrides = dict(FINETUNE, offline_iterations=20, online_iterations=30)
+    script.train(tiny_config("finetune/iql", hopper_random, tmp_path / "run", mixing_ratio=ratio, **overrides))
+    assert seen and set(seen) == {one_buffer}
+
+
 def test_finetune_resumed_at_the_end_of_its_offline_phase_matches_a_straight_run(hopper_random, tmp_path):
     script, name = SCRIPTS["finetune/cal_ql"], "finetune/cal_ql"
     straight = script.train(tiny_config(name, hopper_random, tmp_path / "a", online_iterations=120, **FINETUNE))

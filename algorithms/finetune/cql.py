@@ -81,7 +81,7 @@ class TrainConfig:
     offline_iterations: int = 1_000_000  # gradient updates on the dataset alone
     online_iterations: int = 1_000_000  # env steps of fine-tuning
     utd_ratio: int = 1  # updates per collected env step (run after each episode)
-    mixing_ratio: Optional[float] = 0.5  # offline share of online batches (rest: online buffer); null: one buffer
+    mixing_ratio: Optional[float] = 0.5  # offline share of online batches (0: online rows only); null: one buffer
     # evaluation
     offline_eval_freq: int = 50_000  # updates of the offline phase (official antmaze; adroit 2000)
     online_eval_freq: int = 2000  # env steps of fine-tuning (official antmaze and adroit)
@@ -433,9 +433,9 @@ def print_summary(summary: Dict[str, Any]) -> None:
 # === shared block: fine_tuning (edit blocks/fine_tuning.py, then run tools/sync_blocks.py) ===
 def sample_mixed(offline: TransitionBuffer, online: TransitionBuffer, batch_size: int, mixing_ratio: Optional[float]):
     """int(batch_size * mixing_ratio) rows from the dataset's buffer and the rest from the online
-    buffer (all from the dataset while the online buffer is empty). Without a mixing_ratio the
-    online steps join the dataset's buffer, sampled uniformly (official IQL)."""
-    if not mixing_ratio:
+    buffer (all from the dataset while the online buffer is empty). Without a mixing_ratio (None) the
+    online steps are in the dataset's buffer, sampled uniformly (official IQL)."""
+    if mixing_ratio is None:
         return online.sample(batch_size)  # `online` is the dataset's buffer
     if online.size == 0:
         return offline.sample(batch_size)
@@ -489,9 +489,9 @@ def train(config: TrainConfig) -> Dict[str, Any]:
     rewards = transform(dataset.rewards, dataset.extras.get("infos/goal_achieved"))
     arrays = transition_arrays(dataset, rewards, mean, std)
     spare = config.online_iterations + (dataset.env.max_episode_steps or 1000) if config.online_iterations else 0
-    offline = TransitionBuffer(arrays, device, spare=0 if config.mixing_ratio else spare)
-    empty = {key: values[:0] for key, values in arrays.items()}
-    online = TransitionBuffer(empty, device, spare=spare) if config.mixing_ratio else offline
+    offline = TransitionBuffer(arrays, device, spare=spare if config.mixing_ratio is None else 0)
+    empty = {key: values[:0] for key, values in arrays.items()}  # a mixing_ratio (0 included): two buffers
+    online = offline if config.mixing_ratio is None else TransitionBuffer(empty, device, spare=spare)
     agent = CQL(dataset.observations.shape[1], dataset.actions.shape[1], config, device)
     mean_t, std_t = torch.as_tensor(mean, device=device), torch.as_tensor(std, device=device)
 
