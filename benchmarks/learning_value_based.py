@@ -7,9 +7,9 @@
    actions (20k transitions); each script trains `--offline_steps` updates and is evaluated on
    10 deterministic episodes. The behaviour return is the mean episode return of the dataset.
 2. Fine-tuning: CQL-finetune and Cal-QL from the same offline budget, then `--online_steps` env
-   steps with evaluations every `--eval_freq` steps, fine-tuning step 0 included. The check is
-   whether the first online evaluations stay at or above the offline score (the Cal-QL paper's
-   "unlearning" of CQL shows as an early drop).
+   steps with evaluations every `--eval_freq` updates offline and env steps online, fine-tuning
+   step 0 included. The check is whether the first online evaluations stay at or above the offline
+   score (the Cal-QL paper's "unlearning" of CQL shows as an early drop).
 
 Every run is a subprocess of the script's own CLI with one torch thread; the table gives each
 seed's numbers, nothing is averaged away.
@@ -92,7 +92,9 @@ def main() -> None:
                 str(args.offline_steps),
                 "--online_iterations",
                 str(args.online_steps),
-                "--eval_freq",
+                "--offline_eval_freq",
+                str(args.eval_freq),
+                "--online_eval_freq",
                 str(args.eval_freq),
             ]
             jobs[("offline/cql", seed)] = ("algorithms/offline/cql.py", seed_args + offline)

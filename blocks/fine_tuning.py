@@ -15,9 +15,9 @@ from blocks.transitions import TransitionBuffer
 # === block ===
 def sample_mixed(offline: TransitionBuffer, online: TransitionBuffer, batch_size: int, mixing_ratio: Optional[float]):
     """int(batch_size * mixing_ratio) rows from the dataset's buffer and the rest from the online
-    buffer (all from the dataset while the online buffer is empty). Without a mixing_ratio the
-    online steps join the dataset's buffer, sampled uniformly (official IQL)."""
-    if not mixing_ratio:
+    buffer (all from the dataset while the online buffer is empty). Without a mixing_ratio (None) the
+    online steps are in the dataset's buffer, sampled uniformly (official IQL)."""
+    if mixing_ratio is None:
         return online.sample(batch_size)  # `online` is the dataset's buffer
     if online.size == 0:
         return offline.sample(batch_size)

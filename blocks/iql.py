@@ -15,11 +15,12 @@ from blocks.q_networks import VectorizedCritic, mlp, soft_update
 # === block ===
 class GaussianPolicy(nn.Module):
     """IQL's actor: N(tanh(mean(s)), exp(log_std)) with a state-independent log_std (init 0, clipped
-    to [-5, 2]); the mean is squashed, the distribution is not. Deterministic action: the mean."""
+    to [-5, 2]); the mean is squashed, the distribution is not. Deterministic action: the mean. Every
+    layer, the mean head included, starts orthogonal with gain sqrt(2), as official IQL's."""
 
     def __init__(self, state_dim: int, action_dim: int, hidden_dims, dropout: float = 0.0):
         super().__init__()
-        self.mean = mlp(state_dim, hidden_dims, action_dim, output_gain=1.0, dropout=dropout)
+        self.mean = mlp(state_dim, hidden_dims, action_dim, output_gain=math.sqrt(2), dropout=dropout)
         self.log_std = nn.Parameter(torch.zeros(action_dim))
 
     def distribution(self, state: torch.Tensor) -> torch.distributions.Normal:

@@ -163,6 +163,13 @@ def test_mixed_batches_take_int_batch_times_ratio_rows_from_the_dataset(batch_si
     assert cal_ql.sample_mixed(offline, offline, 16, None)["rewards"].sum() == 0  # no ratio: one buffer, uniform
 
 
+def test_mixing_ratio_zero_is_a_ratio_and_only_none_means_one_buffer():
+    offline, online = cal_ql.TransitionBuffer(rows(50, 0.0), CPU), cal_ql.TransitionBuffer(rows(0, 0.0), CPU, spare=10)
+    assert cal_ql.sample_mixed(offline, online, 16, 0.0)["rewards"].tolist() == [0.0] * 16  # nothing online yet
+    online.add(rows(3, 1.0))
+    assert cal_ql.sample_mixed(offline, online, 16, 0.0)["rewards"].tolist() == [1.0] * 16  # then online rows only
+
+
 def test_buffer_checkpoint_keeps_only_online_rows_and_restores_them():
     buffer = cal_ql.TransitionBuffer(rows(5, 0.0, ("rewards", "mc_returns")), CPU, spare=3)
     buffer.add(rows(3, 2.0, ("rewards", "mc_returns")))
@@ -365,6 +372,12 @@ def test_offline_actor_lr_decays_by_cosine_then_holds_and_fine_tuning_never_deca
     assert lrs["decaying"][4] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 5 / 10)))
     assert lrs["decaying"][9:] == [0.0] * 7  # holds at the end instead of climbing back
     assert lrs["constant"] == [1e-3] * 16
+
+
+def test_iql_mean_head_starts_orthogonal_with_gain_sqrt_2():
+    agent = iql.IQL(4, 2, iql.TrainConfig(actor_hidden_dims=(8,), critic_hidden_dims=(8,)), CPU, decay_steps=0)
+    head = agent.actor.mean[-1].weight  # (2, 8): orthogonal rows scaled by the gain
+    torch.testing.assert_close(torch.linalg.svdvals(head), torch.full((2,), math.sqrt(2)))
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # the spy replaces optimizer.step

@@ -70,7 +70,7 @@ def test_offline_run_resumed_from_a_checkpoint_matches_a_straight_run(hopper_ran
     assert train_rows(tmp_path / "b") == train_rows(tmp_path / "a")
 
 
-FINETUNE = dict(offline_iterations=40, log_every=20, eval_freq=100, checkpoint_every=100)
+FINETUNE = dict(offline_iterations=40, log_every=20, offline_eval_freq=20, online_eval_freq=100, checkpoint_every=100)
 
 
 @pytest.mark.parametrize("name", ["finetune/cql", "finetune/cal_ql", "finetune/iql"])
@@ -98,7 +98,9 @@ def test_finetune_resumed_from_an_online_checkpoint_matches_a_straight_run(name,
 
     evaluations = [row for row in rows(tmp_path / "a") if "eval/regret" in row]
     assert evaluations[0]["step"] == 40 and evaluations[0]["online/env_steps"] == 0  # fine-tuning step 0 counts
-    # Scheduled evaluations: step 0 and each one in a new eval_freq bucket of env steps (an extra one
+    # offline_eval_freq counts updates (20), online_eval_freq env steps (100)
+    assert [row["step"] for row in rows(tmp_path / "a") if "eval/return_mean" in row][:2] == [20, 40]
+    # Scheduled evaluations: step 0 and each one in a new online_eval_freq bucket of env steps (an extra one
     # at the end of the run, inside the same bucket, is logged but not counted).
     buckets = [row["online/env_steps"] // 100 for row in evaluations]
     scores = [
@@ -111,6 +113,19 @@ def test_finetune_resumed_from_an_online_checkpoint_matches_a_straight_run(name,
     assert straight["online/evaluation_scores"] == pytest.approx(list(np.clip(np.array(scores) / 100, 0, 1)))
     lr = checkpoint["agent"]["actor_optimizer"]["param_groups"][0]["lr"]
     assert lr == (script.TrainConfig.actor_lr if name == "finetune/iql" else script.TrainConfig.policy_lr)
+
+
+@pytest.mark.parametrize("ratio, one_buffer", [(0.0, False), ("null", True)])
+def test_mixing_ratio_zero_trains_on_two_buffers_and_none_on_one(
+    ratio, one_buffer, hopper_random, tmp_path, monkeypatch
+):
+    script, seen = SCRIPTS["finetune/iql"], []
+    sample = script.sample_mixed
+    spy = lambda offline, online, *args: seen.append(offline is online) or sample(offline, online, *args)  # noqa: E731
+    monkeypatch.setattr(script, "sample_mixed", spy)
+    overrides = dict(FINETUNE, offline_iterations=20, online_iterations=30)
+    script.train(tiny_config("finetune/iql", hopper_random, tmp_path / "run", mixing_ratio=ratio, **overrides))
+    assert seen and set(seen) == {one_buffer}
 
 
 def test_finetune_resumed_at_the_end_of_its_offline_phase_matches_a_straight_run(hopper_random, tmp_path):
@@ -177,6 +192,35 @@ def test_offline_scripts_hold_no_online_only_code(name):
     assert not hasattr(SCRIPTS[name].TrainConfig, "online_iterations")
 
 
+OFFICIAL_CQL = dict(cql_max_target_backup=True, cql_alpha=5.0, cql_target_action_gap=1.0, actor_hidden_dims=(256, 256))
+CORL_CQL = dict(cql_max_target_backup=False, cql_alpha=10.0, cql_target_action_gap=-1.0, actor_hidden_dims=(256,) * 3)
+
+
+@pytest.mark.parametrize("name", ["offline/cql", "finetune/cql", "finetune/cal_ql"])
+def test_cql_defaults_are_the_official_ones_and_locomotion_configs_keep_corls(name):
+    script = SCRIPTS[name]
+    official = {**OFFICIAL_CQL, "critic_hidden_dims": (256, 256)}
+    assert {key: getattr(script.TrainConfig, key) for key in official} == official
+    corl = {**CORL_CQL, "critic_hidden_dims": (256,) * 3}
+    locomotion = [
+        path
+        for domain in ("hopper", "halfcheetah", "walker2d")
+        for path in (ROOT / "configs" / name / domain).glob("*.yaml")
+    ]
+    assert len(locomotion) == 12
+    for path in locomotion:  # unchanged behaviour: CORL's values, now written in the file
+        config = script.parse_config(script.TrainConfig, ["--config_path", str(path)])
+        assert {key: getattr(config, key) for key in corl} == corl, path
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_states_are_normalised_in_the_locomotion_configs_only(name):
+    script = SCRIPTS[name]
+    for path in sorted((ROOT / "configs" / name).rglob("*.yaml")):  # official Cal-QL and IQL normalise none
+        config = script.parse_config(script.TrainConfig, ["--config_path", str(path)])
+        assert config.normalize == (path.parent.name in ("hopper", "halfcheetah", "walker2d")), path
+
+
 def test_bad_values_give_a_clear_error_and_exit_2(tmp_path):
     result = run_cli("algorithms/finetune/cal_ql.py", "--mixing_ratio", "1.5", "--run_dir", str(tmp_path / "run"))
     assert result.returncode == 2 and "mixing_ratio" in result.stderr and "Traceback" not in result.stderr
@@ -203,7 +247,7 @@ def test_sigterm_in_the_online_phase_checkpoints_and_the_run_resumes(hopper_rand
     run_dir = tmp_path / "run"
     args = TINY + ["--cql_n_actions", "3", "--dataset", str(hopper_random), "--run_dir", str(run_dir)]
     args += "--offline_iterations 20 --online_iterations 1000000 --log_every 10".split()
-    args += "--eval_freq 100000 --checkpoint_every 100000".split()
+    args += "--offline_eval_freq 100000 --online_eval_freq 100000 --checkpoint_every 100000".split()
     one_thread = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny networks: threads only contend
     process = subprocess.Popen(
         [sys.executable, "algorithms/finetune/cal_ql.py", *args],

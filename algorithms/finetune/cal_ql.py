@@ -12,8 +12,8 @@ online returns): each online episode gets Monte-Carlo returns by the dataset's r
 The official Cal-QL loop: `offline_iterations` updates on the dataset; then, repeatedly, one
 stochastic episode is collected and len(episode) x `utd_ratio` updates run, each batch
 int(batch_size x mixing_ratio) rows from the dataset and the rest from an online-only buffer.
-Evaluation every `eval_freq` updates offline / env steps online; the regret counts the online ones,
-fine-tuning step 0 (the switch) included.
+Evaluation every `offline_eval_freq` updates offline and every `online_eval_freq` env steps online;
+the regret counts the online ones, fine-tuning step 0 (the switch) included.
 """
 
 import dataclasses
@@ -53,7 +53,7 @@ class TrainConfig:
     # data
     dataset: str = "hopper-medium-v2"  # D4RL name (CORL: env), minari:<id>, or path to a D4RL-format hdf5
     allow_download: bool = True  # fetch a missing D4RL file into the d4rl cache directory
-    normalize: bool = True  # normalise states with the dataset's mean and std
+    normalize: bool = True  # states by the dataset's mean and std, as CORL (official code, non-locomotion configs: off)
     reward_scale: float = 1.0  # training reward = raw * reward_scale + reward_bias, offline and online
     reward_bias: float = 0.0
     binary_reward: bool = False  # Cal-QL's binary Adroit variant: raw reward 0 at the goal, -1 elsewhere
@@ -61,9 +61,9 @@ class TrainConfig:
     sparse_fail_reward: float = 0.0  # the RAW failure reward (antmaze 0, binary adroit -1), transformed as above
     discount: float = 0.99
     batch_size: int = 256
-    # CQL (defaults are the official code's)
-    actor_hidden_dims: Tuple[int, ...] = (256, 256, 256)  # official Cal-QL: 2 x 256 antmaze, 3 x 512 adroit
-    critic_hidden_dims: Tuple[int, ...] = (256, 256, 256)  # antmaze 4 x 256 (CORL: 5)
+    # CQL (defaults are the official ConservativeSAC's, Cal-QL repository; CORL's locomotion values in comments)
+    actor_hidden_dims: Tuple[int, ...] = (256, 256)  # official scripts: 2 x 256 antmaze, 2 x 512 adroit (CORL: 3 x 256)
+    critic_hidden_dims: Tuple[int, ...] = (256, 256)  # antmaze 4 x 256, adroit 3 x 512 (CORL: 3 x 256, antmaze 5)
     orthogonal_init: bool = True  # hidden gain sqrt(2), output gain 1e-2 (CORL: sqrt(2) on the output too)
     policy_lr: float = 1e-4  # CORL offline: 3e-5
     qf_lr: float = 3e-4
@@ -76,10 +76,10 @@ class TrainConfig:
     cql_importance_sample: bool = True
     cql_lagrange: bool = False
     cql_lagrange_init: float = 1.0  # initial log alpha' (official; CORL: 0)
-    cql_target_action_gap: float = -1.0
+    cql_target_action_gap: float = 1.0  # used with cql_lagrange only (CORL: -1)
     cql_temp: float = 1.0
-    cql_alpha: float = 10.0
-    cql_max_target_backup: bool = False
+    cql_alpha: float = 5.0  # official cql_min_q_weight (CORL: 10)
+    cql_max_target_backup: bool = True  # max over n next-action samples (CORL: False)
     cql_clip_diff_min: float = -1e30  # no clipping (CORL: -inf, which YAML round-trips badly)
     cql_clip_diff_max: float = 1e30
     enable_calql: bool = True  # Q of policy samples in the CQL term >= Monte-Carlo return (false: plain CQL)
@@ -87,9 +87,10 @@ class TrainConfig:
     offline_iterations: int = 1_000_000  # gradient updates on the dataset alone
     online_iterations: int = 1_000_000  # env steps of fine-tuning
     utd_ratio: int = 1  # updates per collected env step (run after each episode)
-    mixing_ratio: Optional[float] = 0.5  # offline share of online batches (rest: online buffer); null: one buffer
+    mixing_ratio: Optional[float] = 0.5  # offline share of online batches (0: online rows only); null: one buffer
     # evaluation
-    eval_freq: int = 2000  # updates offline, env steps online
+    offline_eval_freq: int = 50_000  # updates of the offline phase (official antmaze; adroit 2000)
+    online_eval_freq: int = 2000  # env steps of fine-tuning (official antmaze and adroit)
     n_episodes: int = 20
     eval_seed: int = 42
     # run
@@ -103,9 +104,9 @@ class TrainConfig:
     keep_checkpoints: int = 2
 
     def __post_init__(self) -> None:
-        check_run_fields(self, ("batch_size", "eval_freq", "n_episodes", "utd_ratio"))
-        if self.eval_freq % self.log_every or self.checkpoint_every % self.log_every:
-            raise ValueError("eval_freq and checkpoint_every must be multiples of log_every")
+        check_run_fields(self, ("batch_size", "offline_eval_freq", "online_eval_freq", "n_episodes", "utd_ratio"))
+        if self.offline_eval_freq % self.log_every or self.checkpoint_every % self.log_every:
+            raise ValueError("offline_eval_freq and checkpoint_every must be multiples of log_every")
         if not 0.0 < self.discount < 1.0:
             raise ValueError("discount must be in (0, 1)")
         if self.offline_iterations < 0 or self.online_iterations < 0:
@@ -438,9 +439,9 @@ def print_summary(summary: Dict[str, Any]) -> None:
 # === shared block: fine_tuning (edit blocks/fine_tuning.py, then run tools/sync_blocks.py) ===
 def sample_mixed(offline: TransitionBuffer, online: TransitionBuffer, batch_size: int, mixing_ratio: Optional[float]):
     """int(batch_size * mixing_ratio) rows from the dataset's buffer and the rest from the online
-    buffer (all from the dataset while the online buffer is empty). Without a mixing_ratio the
-    online steps join the dataset's buffer, sampled uniformly (official IQL)."""
-    if not mixing_ratio:
+    buffer (all from the dataset while the online buffer is empty). Without a mixing_ratio (None) the
+    online steps are in the dataset's buffer, sampled uniformly (official IQL)."""
+    if mixing_ratio is None:
         return online.sample(batch_size)  # `online` is the dataset's buffer
     if online.size == 0:
         return offline.sample(batch_size)
@@ -542,9 +543,9 @@ def train(config: TrainConfig) -> Dict[str, Any]:
     mc_returns = returns(rewards, dataset.terminals, segment_ends(dataset, mean, std))
     arrays = transition_arrays(dataset, rewards, mean, std, mc_returns=mc_returns)
     spare = config.online_iterations + (dataset.env.max_episode_steps or 1000) if config.online_iterations else 0
-    offline = TransitionBuffer(arrays, device, spare=0 if config.mixing_ratio else spare)
-    empty = {key: values[:0] for key, values in arrays.items()}
-    online = TransitionBuffer(empty, device, spare=spare) if config.mixing_ratio else offline
+    offline = TransitionBuffer(arrays, device, spare=spare if config.mixing_ratio is None else 0)
+    empty = {key: values[:0] for key, values in arrays.items()}  # a mixing_ratio (0 included): two buffers
+    online = offline if config.mixing_ratio is None else TransitionBuffer(empty, device, spare=spare)
     agent = CalQL(dataset.observations.shape[1], dataset.actions.shape[1], config, device)
     mean_t, std_t = torch.as_tensor(mean, device=device), torch.as_tensor(std, device=device)
 
@@ -582,7 +583,7 @@ def train(config: TrainConfig) -> Dict[str, Any]:
         if step % config.log_every == 0 or finished or run.stopping:
             progress.update(step - progress.n)
             run.log(step, run.flush(step))
-        if step % config.eval_freq == 0 or finished:
+        if step % config.offline_eval_freq == 0 or finished:
             eval_metrics = evaluate()
             run.log(step, {**eval_metrics, **(start_fine_tuning() if finished and config.online_iterations else {})})
         if finished:
@@ -606,7 +607,8 @@ def train(config: TrainConfig) -> Dict[str, Any]:
             run.add(agent.train_step(sample_mixed(offline, online, config.batch_size, config.mixing_ratio)))
         step, finished = config.offline_iterations + env_steps, env_steps >= config.online_iterations
         log_due, eval_due, save_due = (
-            previous // n != env_steps // n for n in (config.log_every, config.eval_freq, config.checkpoint_every)
+            previous // n != env_steps // n
+            for n in (config.log_every, config.online_eval_freq, config.checkpoint_every)
         )
         progress.update(step - progress.n)
         if log_due or finished or run.stopping:

@@ -7,8 +7,8 @@ V by expectile regression on min(Q1, Q2)_target(s, a) - V(s); an advantage-weigh
 updates on the dataset, each collected episode (Gaussian samples clipped to [-1, 1]) joins the
 dataset's buffer and len(episode) x `utd_ratio` updates follow, sampled uniformly (official; a number
 for `mixing_ratio` gives Cal-QL's mixed batches). No actor lr decay (official fine-tuning config).
-Evaluation every `eval_freq` updates offline / env steps online; the regret counts the online ones,
-fine-tuning step 0 (the switch) included.
+Evaluation every `offline_eval_freq` updates offline and every `online_eval_freq` env steps online;
+the regret counts the online ones, fine-tuning step 0 (the switch) included.
 """
 
 import dataclasses
@@ -47,7 +47,7 @@ class TrainConfig:
     # data
     dataset: str = "hopper-medium-v2"  # D4RL name (CORL: env), minari:<id>, or path to a D4RL-format hdf5
     allow_download: bool = True  # fetch a missing D4RL file into the d4rl cache directory
-    normalize: bool = True  # normalise states with the dataset's mean and std
+    normalize: bool = True  # states by the dataset's mean and std, as CORL (official code, non-locomotion configs: off)
     reward_scale: float = 1.0  # training reward = raw * reward_scale + reward_bias, offline and online
     reward_bias: float = 0.0
     binary_reward: bool = False  # Cal-QL's binary Adroit variant: raw reward 0 at the goal, -1 elsewhere
@@ -68,9 +68,10 @@ class TrainConfig:
     offline_iterations: int = 1_000_000  # gradient updates on the dataset alone
     online_iterations: int = 1_000_000  # env steps of fine-tuning
     utd_ratio: int = 1  # updates per collected env step (run after each episode)
-    mixing_ratio: Optional[float] = None  # null: online steps join the dataset's buffer; a number: offline share
+    mixing_ratio: Optional[float] = None  # null: online steps join the dataset's buffer; 0 <= x < 1: offline share
     # evaluation
-    eval_freq: int = 2000  # updates offline, env steps online
+    offline_eval_freq: int = 50_000  # updates of the offline phase (official antmaze; adroit 2000)
+    online_eval_freq: int = 2000  # env steps of fine-tuning (official antmaze and adroit)
     n_episodes: int = 20
     eval_seed: int = 42
     # run
@@ -84,9 +85,9 @@ class TrainConfig:
     keep_checkpoints: int = 2
 
     def __post_init__(self) -> None:
-        check_run_fields(self, ("batch_size", "eval_freq", "n_episodes", "utd_ratio"))
-        if self.eval_freq % self.log_every or self.checkpoint_every % self.log_every:
-            raise ValueError("eval_freq and checkpoint_every must be multiples of log_every")
+        check_run_fields(self, ("batch_size", "offline_eval_freq", "online_eval_freq", "n_episodes", "utd_ratio"))
+        if self.offline_eval_freq % self.log_every or self.checkpoint_every % self.log_every:
+            raise ValueError("offline_eval_freq and checkpoint_every must be multiples of log_every")
         if not 0.0 < self.discount < 1.0:
             raise ValueError("discount must be in (0, 1)")
         if self.offline_iterations < 0 or self.online_iterations < 0:
@@ -150,11 +151,12 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
 # === shared block: iql (edit blocks/iql.py, then run tools/sync_blocks.py) ===
 class GaussianPolicy(nn.Module):
     """IQL's actor: N(tanh(mean(s)), exp(log_std)) with a state-independent log_std (init 0, clipped
-    to [-5, 2]); the mean is squashed, the distribution is not. Deterministic action: the mean."""
+    to [-5, 2]); the mean is squashed, the distribution is not. Deterministic action: the mean. Every
+    layer, the mean head included, starts orthogonal with gain sqrt(2), as official IQL's."""
 
     def __init__(self, state_dim: int, action_dim: int, hidden_dims, dropout: float = 0.0):
         super().__init__()
-        self.mean = mlp(state_dim, hidden_dims, action_dim, output_gain=1.0, dropout=dropout)
+        self.mean = mlp(state_dim, hidden_dims, action_dim, output_gain=math.sqrt(2), dropout=dropout)
         self.log_std = nn.Parameter(torch.zeros(action_dim))
 
     def distribution(self, state: torch.Tensor) -> torch.distributions.Normal:
@@ -358,9 +360,9 @@ def print_summary(summary: Dict[str, Any]) -> None:
 # === shared block: fine_tuning (edit blocks/fine_tuning.py, then run tools/sync_blocks.py) ===
 def sample_mixed(offline: TransitionBuffer, online: TransitionBuffer, batch_size: int, mixing_ratio: Optional[float]):
     """int(batch_size * mixing_ratio) rows from the dataset's buffer and the rest from the online
-    buffer (all from the dataset while the online buffer is empty). Without a mixing_ratio the
-    online steps join the dataset's buffer, sampled uniformly (official IQL)."""
-    if not mixing_ratio:
+    buffer (all from the dataset while the online buffer is empty). Without a mixing_ratio (None) the
+    online steps are in the dataset's buffer, sampled uniformly (official IQL)."""
+    if mixing_ratio is None:
         return online.sample(batch_size)  # `online` is the dataset's buffer
     if online.size == 0:
         return offline.sample(batch_size)
@@ -416,9 +418,9 @@ def train(config: TrainConfig) -> Dict[str, Any]:
     rewards = transform(dataset.rewards, dataset.extras.get("infos/goal_achieved"))
     arrays = transition_arrays(dataset, rewards, mean, std)
     spare = config.online_iterations + (dataset.env.max_episode_steps or 1000) if config.online_iterations else 0
-    offline = TransitionBuffer(arrays, device, spare=0 if config.mixing_ratio else spare)
-    empty = {key: values[:0] for key, values in arrays.items()}
-    online = TransitionBuffer(empty, device, spare=spare) if config.mixing_ratio else offline
+    offline = TransitionBuffer(arrays, device, spare=spare if config.mixing_ratio is None else 0)
+    empty = {key: values[:0] for key, values in arrays.items()}  # a mixing_ratio (0 included): two buffers
+    online = offline if config.mixing_ratio is None else TransitionBuffer(empty, device, spare=spare)
     agent = IQL(dataset.observations.shape[1], dataset.actions.shape[1], config, device, decay_steps=0)
     mean_t, std_t = torch.as_tensor(mean, device=device), torch.as_tensor(std, device=device)
 
@@ -456,7 +458,7 @@ def train(config: TrainConfig) -> Dict[str, Any]:
         if step % config.log_every == 0 or finished or run.stopping:
             progress.update(step - progress.n)
             run.log(step, run.flush(step))
-        if step % config.eval_freq == 0 or finished:
+        if step % config.offline_eval_freq == 0 or finished:
             eval_metrics = evaluate()
             run.log(step, {**eval_metrics, **(start_fine_tuning() if finished and config.online_iterations else {})})
         if finished:
@@ -479,7 +481,8 @@ def train(config: TrainConfig) -> Dict[str, Any]:
             run.add(agent.train_step(sample_mixed(offline, online, config.batch_size, config.mixing_ratio)))
         step, finished = config.offline_iterations + env_steps, env_steps >= config.online_iterations
         log_due, eval_due, save_due = (
-            previous // n != env_steps // n for n in (config.log_every, config.eval_freq, config.checkpoint_every)
+            previous // n != env_steps // n
+            for n in (config.log_every, config.online_eval_freq, config.checkpoint_every)
         )
         progress.update(step - progress.n)
         if log_due or finished or run.stopping:

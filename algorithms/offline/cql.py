@@ -47,15 +47,15 @@ class TrainConfig:
     # data
     dataset: str = "hopper-medium-v2"  # D4RL name (CORL: env), minari:<id>, or path to a D4RL-format hdf5
     allow_download: bool = True  # fetch a missing D4RL file into the d4rl cache directory
-    normalize: bool = True  # normalise states with the dataset's mean and std
+    normalize: bool = True  # states by the dataset's mean and std, as CORL (official code, non-locomotion configs: off)
     reward_scale: float = 1.0  # training reward = raw * reward_scale + reward_bias
     reward_bias: float = 0.0
     binary_reward: bool = False  # Cal-QL's binary Adroit variant: raw reward 0 at the goal, -1 elsewhere
     discount: float = 0.99
     batch_size: int = 256
-    # CQL (defaults are the official code's)
-    actor_hidden_dims: Tuple[int, ...] = (256, 256, 256)  # official Cal-QL: 2 x 256 antmaze, 3 x 512 adroit
-    critic_hidden_dims: Tuple[int, ...] = (256, 256, 256)  # antmaze 4 x 256 (CORL: 5)
+    # CQL (defaults are the official ConservativeSAC's, Cal-QL repository; CORL's locomotion values in comments)
+    actor_hidden_dims: Tuple[int, ...] = (256, 256)  # official scripts: 2 x 256 antmaze, 2 x 512 adroit (CORL: 3 x 256)
+    critic_hidden_dims: Tuple[int, ...] = (256, 256)  # antmaze 4 x 256, adroit 3 x 512 (CORL: 3 x 256, antmaze 5)
     orthogonal_init: bool = True  # hidden gain sqrt(2), output gain 1e-2 (CORL: sqrt(2) on the output too)
     policy_lr: float = 1e-4  # CORL offline: 3e-5
     qf_lr: float = 3e-4
@@ -68,10 +68,10 @@ class TrainConfig:
     cql_importance_sample: bool = True
     cql_lagrange: bool = False
     cql_lagrange_init: float = 1.0  # initial log alpha' (official; CORL: 0)
-    cql_target_action_gap: float = -1.0
+    cql_target_action_gap: float = 1.0  # used with cql_lagrange only (CORL: -1)
     cql_temp: float = 1.0
-    cql_alpha: float = 10.0
-    cql_max_target_backup: bool = False
+    cql_alpha: float = 5.0  # official cql_min_q_weight (CORL: 10)
+    cql_max_target_backup: bool = True  # max over n next-action samples (CORL: False)
     cql_clip_diff_min: float = -1e30  # no clipping (CORL: -inf, which YAML round-trips badly)
     cql_clip_diff_max: float = 1e30
     max_timesteps: int = 1_000_000  # gradient updates

@@ -45,7 +45,7 @@ class TrainConfig:
     # data
     dataset: str = "hopper-medium-v2"  # D4RL name (CORL: env), minari:<id>, or path to a D4RL-format hdf5
     allow_download: bool = True  # fetch a missing D4RL file into the d4rl cache directory
-    normalize: bool = True  # normalise states with the dataset's mean and std
+    normalize: bool = True  # states by the dataset's mean and std, as CORL (official code, non-locomotion configs: off)
     reward_scale: float = 1.0  # training reward = raw * reward_scale + reward_bias
     reward_bias: float = 0.0
     binary_reward: bool = False  # Cal-QL's binary Adroit variant: raw reward 0 at the goal, -1 elsewhere
@@ -140,11 +140,12 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
 # === shared block: iql (edit blocks/iql.py, then run tools/sync_blocks.py) ===
 class GaussianPolicy(nn.Module):
     """IQL's actor: N(tanh(mean(s)), exp(log_std)) with a state-independent log_std (init 0, clipped
-    to [-5, 2]); the mean is squashed, the distribution is not. Deterministic action: the mean."""
+    to [-5, 2]); the mean is squashed, the distribution is not. Deterministic action: the mean. Every
+    layer, the mean head included, starts orthogonal with gain sqrt(2), as official IQL's."""
 
     def __init__(self, state_dim: int, action_dim: int, hidden_dims, dropout: float = 0.0):
         super().__init__()
-        self.mean = mlp(state_dim, hidden_dims, action_dim, output_gain=1.0, dropout=dropout)
+        self.mean = mlp(state_dim, hidden_dims, action_dim, output_gain=math.sqrt(2), dropout=dropout)
         self.log_std = nn.Parameter(torch.zeros(action_dim))
 
     def distribution(self, state: torch.Tensor) -> torch.distributions.Normal:
