@@ -150,6 +150,11 @@ def test_a_start_that_failed_before_its_first_checkpoint_does_not_block_the_next
     second = Run(Config(run_dir=str(tmp_path / "run"), learning_rate=0.2), "algo")
     assert "learning_rate: 0.2" in (second.dir / "config.yaml").read_text()
     assert not (second.dir / "metrics.jsonl").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "metrics.jsonl").write_text("precious\n")  # not a run directory: no config.yaml
+    with pytest.raises(UserError, match="already has content"):
+        Run(Config(run_dir=str(tmp_path / "mine")), "algo")
+    assert (tmp_path / "mine" / "metrics.jsonl").read_text() == "precious\n"
     second.checkpoint(5, {})
     with pytest.raises(UserError, match="already has content; pass --resume"):  # a checkpoint is never written over
         Run(Config(run_dir=str(tmp_path / "run")), "algo")

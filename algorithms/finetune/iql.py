@@ -594,7 +594,8 @@ class Run:
             # What a start that failed before its first checkpoint leaves behind may be written over.
             leftovers = {"config.yaml", "checkpoints", "metrics.jsonl", "wandb_id.txt", "wandb"}
             failed_start = (
-                not any((self.dir / "checkpoints").glob("step_*"))
+                (self.dir / "config.yaml").exists()
+                and not any((self.dir / "checkpoints").glob("step_*"))
                 and {path.name for path in self.dir.glob("*")} <= leftovers
             )
             if self.dir.exists() and any(self.dir.iterdir()) and not failed_start:
