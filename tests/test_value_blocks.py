@@ -95,6 +95,14 @@ def test_timeout_truncates_without_bootstrap_and_its_dropped_step_adds_no_reward
     np.testing.assert_allclose(plain["next_observations"][:5], arrays["next_observations"])
 
 
+def test_dataset_actions_are_clipped_inside_the_open_interval_before_any_log_probability():
+    actions = np.array([[1.0, -1.0, 0.5], [-1.0, 1.0, 0.0]], np.float32)
+    data = dataset_of(np.zeros(2), [0.0, 0.0], [0, 1], [0, 0], actions=actions)
+    clipped = iql.transition_arrays(data, data.rewards, 0.0, 1.0)["actions"]  # official: clip to +-(1 - 1e-5)
+    np.testing.assert_allclose(clipped, np.clip(actions, -0.99999, 0.99999), rtol=0, atol=1e-7)
+    assert np.abs(clipped).max() < 1.0  # e.g. a tanh-Gaussian log-likelihood of them stays finite
+
+
 def test_observation_discontinuity_inside_one_files_arrays_splits_the_segment():
     # Two episodes glued together with no terminal or timeout flag between them (as in files where
     # d4rl.qlearning_dataset dropped timeout rows): next_observations reveal the jump.
