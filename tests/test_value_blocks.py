@@ -215,6 +215,9 @@ def test_regret_from_a_known_evaluation_sequence():
     assert scores == [0.2, 0.5, 1.0, 0.0]
     assert cal_ql.regret(scores) == pytest.approx((0.8 + 0.5 + 0.0 + 1.0) / 4)
     assert cal_ql.fraction_of_best({"eval/success_rate": 0.75}) == 0.75
+    # Goal-reaching envs score by their success rate, never by the normalised score (which counts goal steps)
+    assert cal_ql.fraction_of_best({"eval/normalized_score_mean": 3000.0, "eval/success_rate": 0.25}) == 0.25
+    assert cal_ql.fraction_of_best({"eval/normalized_score_mean": 80.0, "eval/success_rate": 0.0}) == 0.0
 
 
 # ---------------------------------------------------------------------------- CQL term
