@@ -89,6 +89,8 @@ def test_finetune_resumed_from_an_online_checkpoint_matches_a_straight_run(name,
         np.testing.assert_allclose(online["mc_returns"].numpy(), expected, rtol=1e-5)
     else:
         assert "mc_returns" not in online
+    if name == "finetune/iql":  # stopped mid-episode: the resumed run replays the episode's actions to continue it
+        assert first["online_env_steps"] == 120 and checkpoint["episode_steps"] > 0
     resumed = script.train(
         script.parse_config(script.TrainConfig, ["--resume", str(tmp_path / "b"), "--online_iterations", "250"])
     )
@@ -126,6 +128,18 @@ def test_mixing_ratio_zero_trains_on_two_buffers_and_none_on_one(
     overrides = dict(FINETUNE, offline_iterations=20, online_iterations=30)
     script.train(tiny_config("finetune/iql", hopper_random, tmp_path / "run", mixing_ratio=ratio, **overrides))
     assert seen and set(seen) == {one_buffer}
+
+
+def test_iql_fine_tuning_interleaves_one_env_step_and_utd_ratio_updates(hopper_random, tmp_path, monkeypatch):
+    script, online_rows_seen = SCRIPTS["finetune/iql"], []
+    sample = script.sample_mixed
+    spy = lambda offline, online, *args: online_rows_seen.append(online.size) or sample(offline, online, *args)  # noqa: E731
+    monkeypatch.setattr(script, "sample_mixed", spy)
+    overrides = dict(FINETUNE, offline_iterations=20, online_iterations=50, utd_ratio=2)
+    summary = script.train(tiny_config("finetune/iql", hopper_random, tmp_path / "run", **overrides))
+    dataset_rows = online_rows_seen[0] - 1
+    assert online_rows_seen == [dataset_rows + step for step in range(1, 51) for _ in range(2)]  # step, 2 updates
+    assert summary["online_env_steps"] == 50  # exactly online_iterations, as the official loop
 
 
 def test_finetune_resumed_at_the_end_of_its_offline_phase_matches_a_straight_run(hopper_random, tmp_path):
