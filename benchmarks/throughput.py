@@ -281,11 +281,11 @@ def value_based_benchmark(
     )
     mean, std = script.state_stats(dataset.observations, eps=1e-3)
     rewards = transform(dataset.rewards, dataset.extras.get("infos/goal_achieved"))
-    columns = {}
     if hasattr(script, "monte_carlo_returns"):  # Cal-QL's lower bound
-        ends = script.segment_ends(dataset, mean, std)
-        columns["mc_returns"] = script.monte_carlo_returns(rewards, dataset.terminals, ends, config.discount)
-    arrays = script.transition_arrays(dataset, rewards, mean, std, **columns)
+        returns = lambda rewards, dones, ends: script.monte_carlo_returns(rewards, dones, ends, config.discount)  # noqa: E731
+        arrays = script.transitions_with_returns(dataset, rewards, mean, std, returns)
+    else:
+        arrays = script.transition_arrays(dataset, rewards, mean, std)
     offline = script.TransitionBuffer(arrays, device)
     mixed = finetune and config.mixing_ratio is not None
     # fine-tuning with a mixing ratio: a separate online buffer, here the dataset's first 10k rows as

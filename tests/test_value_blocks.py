@@ -32,9 +32,9 @@ def dataset_of(observations, rewards, terminals, timeouts, actions=None, next_ob
 
 
 def dataset_returns(data, rewards, gamma, sparse=False, fail=0.0, mean=0.0, std=1.0):
-    """Cal-QL's dataset rule: Monte-Carlo returns per file row, then the rows that are transitions."""
-    mc = cal_ql.monte_carlo_returns(rewards, data.terminals, cal_ql.segment_ends(data, mean, std), gamma, sparse, fail)
-    return cal_ql.transition_arrays(data, rewards, mean, std, mc_returns=mc)
+    """Cal-QL's dataset rule, as train() applies it: the transitions, then Monte-Carlo returns over them."""
+    returns = lambda rewards, dones, ends: cal_ql.monte_carlo_returns(rewards, dones, ends, gamma, sparse, fail)  # noqa: E731
+    return cal_ql.transitions_with_returns(data, rewards, mean, std, returns)
 
 
 def discounted(rewards, gamma):
@@ -70,20 +70,37 @@ def test_sparse_segment_that_succeeds_gets_ordinary_returns():
     np.testing.assert_allclose(returns, [-5 + 0.99 * (-5 + 0.99 * 5), -5 + 0.99 * 5, 5], rtol=1e-5)
 
 
-def test_timeout_truncates_without_bootstrap_and_its_step_is_dropped_without_next_observations():
-    # Episode 1: 3 steps cut by a timeout; episode 2: 2 steps ending in a terminal.
-    rewards = [1.0, 1.0, 1.0, 2.0, 2.0]
-    observations = np.arange(5, dtype=np.float32)[:, None]
-    data = dataset_of(observations, rewards, [0, 0, 0, 0, 1], [0, 0, 1, 0, 0])
+def test_timeout_truncates_without_bootstrap_and_its_dropped_step_adds_no_reward():
+    # Episode 1: 3 steps cut by a timeout; episode 2: 2 steps ending in a terminal; then an unfinished one.
+    rewards = [1.0, 4.0, 8.0, 2.0, 2.0, 3.0, 3.0]
+    observations = np.arange(7, dtype=np.float32)[:, None]
+    data = dataset_of(observations, rewards, [0, 0, 0, 0, 1, 0, 0], [0, 0, 1, 0, 0, 0, 0])
     arrays = dataset_returns(data, data.rewards, 0.9)
-    # The timeout step has no s' in the arrays and is dropped; its reward still counts before it.
-    np.testing.assert_allclose(arrays["mc_returns"], [1 + 0.9 + 0.81, 1 + 0.9, 2 + 0.9 * 2, 2], rtol=1e-6)
-    np.testing.assert_allclose(arrays["next_observations"][:, 0], [1, 2, 4, 4])
+    # Without s' the timeout step is no transition: dropped, its reward is not in the returns before it (as
+    # the official replay buffer), and the unfinished episode at the file's end is dropped whole.
+    np.testing.assert_allclose(arrays["mc_returns"], [1 + 0.9 * 4, 4, 2 + 0.9 * 2, 2], rtol=1e-6)
+    np.testing.assert_allclose(arrays["next_observations"][:, 0], [1, 2, 4, 5])
     np.testing.assert_allclose(arrays["dones"], [0, 0, 0, 1])
+    # With the file's s' the timeout step is a transition and counts; the unfinished episode still goes.
+    data.extras["next_observations"] = observations + 1
+    arrays = dataset_returns(data, data.rewards, 0.9)
+    np.testing.assert_allclose(
+        arrays["mc_returns"], [1 + 0.9 * 4 + 0.81 * 8, 4 + 0.9 * 8, 8, 2 + 0.9 * 2, 2], rtol=1e-6
+    )
+    with pytest.raises(cal_ql.UserError, match="no finished episode"):
+        dataset_returns(dataset_of(observations, rewards, np.zeros(7), np.zeros(7)), data.rewards, 0.9)
     # CQL and IQL use the same transitions, without the Monte-Carlo column.
     plain = iql.transition_arrays(data, data.rewards, 0.0, 1.0)
     assert set(plain) == {"observations", "actions", "rewards", "next_observations", "dones"}
-    np.testing.assert_allclose(plain["next_observations"], arrays["next_observations"])
+    np.testing.assert_allclose(plain["next_observations"][:5], arrays["next_observations"])
+
+
+def test_dataset_actions_are_clipped_inside_the_open_interval_before_any_log_probability():
+    actions = np.array([[1.0, -1.0, 0.5], [-1.0, 1.0, 0.0]], np.float32)
+    data = dataset_of(np.zeros(2), [0.0, 0.0], [0, 1], [0, 0], actions=actions)
+    clipped = iql.transition_arrays(data, data.rewards, 0.0, 1.0)["actions"]  # official: clip to +-(1 - 1e-5)
+    np.testing.assert_allclose(clipped, np.clip(actions, -0.99999, 0.99999), rtol=0, atol=1e-7)
+    assert np.abs(clipped).max() < 1.0  # e.g. a tanh-Gaussian log-likelihood of them stays finite
 
 
 def test_observation_discontinuity_inside_one_files_arrays_splits_the_segment():
@@ -91,13 +108,13 @@ def test_observation_discontinuity_inside_one_files_arrays_splits_the_segment():
     # d4rl.qlearning_dataset dropped timeout rows): next_observations reveal the jump.
     observations = np.array([[0.0], [1.0], [2.0], [10.0], [11.0]], np.float32)
     next_observations = np.array([[1.0], [2.0], [3.0], [11.0], [12.0]], np.float32)
-    rewards = np.ones(5, np.float32)
-    data = dataset_of(observations, rewards, np.zeros(5), np.zeros(5), next_observations=next_observations)
+    rewards, timeout_at_the_end = np.ones(5, np.float32), [0, 0, 0, 0, 1]
+    data = dataset_of(observations, rewards, np.zeros(5), timeout_at_the_end, next_observations=next_observations)
     arrays = dataset_returns(data, data.rewards, 0.5)
     np.testing.assert_allclose(arrays["mc_returns"], [1.75, 1.5, 1.0, 1.5, 1.0])
     assert len(arrays["rewards"]) == 5  # with the file's s' every row is a transition
     continuous = np.concatenate([observations[1:], [[12.0]]])  # the same rows with no jump: one segment
-    glued = dataset_of(observations, rewards, np.zeros(5), np.zeros(5), next_observations=continuous)
+    glued = dataset_of(observations, rewards, np.zeros(5), timeout_at_the_end, next_observations=continuous)
     np.testing.assert_allclose(
         dataset_returns(glued, glued.rewards, 0.5)["mc_returns"][0], sum(0.5**k for k in range(5))
     )
@@ -198,6 +215,9 @@ def test_regret_from_a_known_evaluation_sequence():
     assert scores == [0.2, 0.5, 1.0, 0.0]
     assert cal_ql.regret(scores) == pytest.approx((0.8 + 0.5 + 0.0 + 1.0) / 4)
     assert cal_ql.fraction_of_best({"eval/success_rate": 0.75}) == 0.75
+    # Goal-reaching envs score by their success rate, never by the normalised score (which counts goal steps)
+    assert cal_ql.fraction_of_best({"eval/normalized_score_mean": 3000.0, "eval/success_rate": 0.25}) == 0.25
+    assert cal_ql.fraction_of_best({"eval/normalized_score_mean": 80.0, "eval/success_rate": 0.0}) == 0.0
 
 
 # ---------------------------------------------------------------------------- CQL term

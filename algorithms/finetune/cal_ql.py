@@ -366,7 +366,8 @@ def transition_arrays(dataset: "Dataset", rewards: np.ndarray, mean, std, **colu
         next_states = np.concatenate([states[1:], states[-1:]])
     else:
         next_states = ((next_states - mean) / std).astype(np.float32).reshape(len(states), -1)
-    arrays = dict(observations=states, actions=dataset.actions, rewards=rewards, next_observations=next_states)
+    actions = np.clip(dataset.actions, -1 + 1e-5, 1 - 1e-5)  # official IQL (clip_to_eps), Cal-QL (clip_action)
+    arrays = dict(observations=states, actions=actions, rewards=rewards, next_observations=next_states)
     arrays.update(dones=dataset.terminals.astype(np.float32), **columns)
     return {key: values[keep] for key, values in arrays.items()}
 
@@ -468,10 +469,10 @@ def restore_online_rows(offline: TransitionBuffer, online: TransitionBuffer, row
 
 
 def fraction_of_best(metrics: Dict[str, float]) -> float:
-    """An evaluation as a score in [0, 1]: normalised score / 100, else success rate, clipped."""
-    if "eval/normalized_score_mean" in metrics:
-        return float(np.clip(metrics["eval/normalized_score_mean"] / 100.0, 0.0, 1.0))
-    return float(np.clip(metrics["eval/success_rate"], 0.0, 1.0)) if "eval/success_rate" in metrics else float("nan")
+    """Score in [0, 1] (Cal-QL author's): success rate where the env reports it, else normalised score / 100."""
+    if "eval/success_rate" in metrics:  # goal-reaching envs: the share of episodes that reached the goal
+        return float(metrics["eval/success_rate"])
+    return float(np.clip(metrics.get("eval/normalized_score_mean", np.nan) / 100.0, 0.0, 1.0))  # clipped
 
 
 def regret(scores: List[float]) -> float:
@@ -515,16 +516,23 @@ def monte_carlo_returns(rewards, terminals, segment_ends, gamma: float, sparse_r
     return returns.astype(np.float32)
 
 
-def segment_ends(dataset: "Dataset", mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """Where the dataset's Monte-Carlo segments end: at terminals, timeouts, the file's end, and
-    wherever the file's next_observations[t] != observations[t + 1] (a boundary the flags miss)."""
+def transitions_with_returns(dataset: "Dataset", rewards, mean, std, returns: Callable) -> Dict[str, np.ndarray]:
+    """The transitions with Monte-Carlo returns per segment, as in the official replay buffer: segments end at
+    terminals, timeouts and where next_observations[t] != observations[t + 1] (a boundary the flags miss); a
+    timeout row dropped for want of s' adds no reward; an unfinished episode at the file's end is dropped."""
     ends = dataset.terminals | dataset.timeouts
-    ends[-1] = True
+    last = np.flatnonzero(ends).max(initial=-1)
     if "next_observations" in dataset.extras:
         states = ((dataset.observations - mean) / std).astype(np.float32)
         next_states = ((dataset.extras["next_observations"] - mean) / std).astype(np.float32).reshape(len(states), -1)
         ends[:-1] |= np.abs(next_states[:-1] - states[1:]).max(axis=1) > 1e-6
-    return ends
+    segment = np.where(np.arange(len(ends)) > last, -1, np.concatenate([[0], np.cumsum(ends[:-1])]))
+    arrays = transition_arrays(dataset, rewards, mean, std, segment=segment)
+    arrays = {key: values[arrays["segment"] >= 0] for key, values in arrays.items()}
+    if not len(arrays["rewards"]):
+        raise UserError(f"'{dataset.name}' has no finished episode (no terminal or timeout) to compute returns on")
+    ends = np.append(np.diff(arrays.pop("segment")) != 0, True)
+    return {**arrays, "mc_returns": returns(arrays["rewards"], arrays["dones"], ends)}
 
 
 def train(config: TrainConfig) -> Dict[str, Any]:
@@ -540,8 +548,7 @@ def train(config: TrainConfig) -> Dict[str, Any]:
     fail_reward = float(transform(np.array([config.sparse_fail_reward]), np.zeros(1, bool))[0])
     calibration = (config.discount, config.is_sparse_reward, fail_reward)
     returns = lambda rewards, dones, ends: monte_carlo_returns(rewards, dones, ends, *calibration)
-    mc_returns = returns(rewards, dataset.terminals, segment_ends(dataset, mean, std))
-    arrays = transition_arrays(dataset, rewards, mean, std, mc_returns=mc_returns)
+    arrays = transitions_with_returns(dataset, rewards, mean, std, returns)
     spare = config.online_iterations + (dataset.env.max_episode_steps or 1000) if config.online_iterations else 0
     offline = TransitionBuffer(arrays, device, spare=spare if config.mixing_ratio is None else 0)
     empty = {key: values[:0] for key, values in arrays.items()}  # a mixing_ratio (0 included): two buffers

@@ -360,7 +360,8 @@ def transition_arrays(dataset: "Dataset", rewards: np.ndarray, mean, std, **colu
         next_states = np.concatenate([states[1:], states[-1:]])
     else:
         next_states = ((next_states - mean) / std).astype(np.float32).reshape(len(states), -1)
-    arrays = dict(observations=states, actions=dataset.actions, rewards=rewards, next_observations=next_states)
+    actions = np.clip(dataset.actions, -1 + 1e-5, 1 - 1e-5)  # official IQL (clip_to_eps), Cal-QL (clip_action)
+    arrays = dict(observations=states, actions=actions, rewards=rewards, next_observations=next_states)
     arrays.update(dones=dataset.terminals.astype(np.float32), **columns)
     return {key: values[keep] for key, values in arrays.items()}
 
@@ -462,10 +463,10 @@ def restore_online_rows(offline: TransitionBuffer, online: TransitionBuffer, row
 
 
 def fraction_of_best(metrics: Dict[str, float]) -> float:
-    """An evaluation as a score in [0, 1]: normalised score / 100, else success rate, clipped."""
-    if "eval/normalized_score_mean" in metrics:
-        return float(np.clip(metrics["eval/normalized_score_mean"] / 100.0, 0.0, 1.0))
-    return float(np.clip(metrics["eval/success_rate"], 0.0, 1.0)) if "eval/success_rate" in metrics else float("nan")
+    """Score in [0, 1] (Cal-QL author's): success rate where the env reports it, else normalised score / 100."""
+    if "eval/success_rate" in metrics:  # goal-reaching envs: the share of episodes that reached the goal
+        return float(metrics["eval/success_rate"])
+    return float(np.clip(metrics.get("eval/normalized_score_mean", np.nan) / 100.0, 0.0, 1.0))  # clipped
 
 
 def regret(scores: List[float]) -> float:

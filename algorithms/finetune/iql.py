@@ -4,9 +4,9 @@
 
 V by expectile regression on min(Q1, Q2)_target(s, a) - V(s); an advantage-weighted Gaussian actor
 (weights exp(beta A) clipped at 100); Q regressed on r + discount V(s'). After `offline_iterations`
-updates on the dataset, each collected episode (Gaussian samples clipped to [-1, 1]) joins the
-dataset's buffer and len(episode) x `utd_ratio` updates follow, sampled uniformly (official; a number
-for `mixing_ratio` gives Cal-QL's mixed batches). No actor lr decay (official fine-tuning config).
+updates on the dataset, the official fine-tuning loop interleaves one env step (a Gaussian sample
+clipped to [-1, 1]) and `utd_ratio` updates; online steps join the dataset's buffer, sampled uniformly
+(a number for `mixing_ratio` gives Cal-QL's mixed batches). No actor lr decay (official config).
 Evaluation every `offline_eval_freq` updates offline and every `online_eval_freq` env steps online;
 the regret counts the online ones, fine-tuning step 0 (the switch) included.
 """
@@ -67,7 +67,7 @@ class TrainConfig:
     # fine-tuning
     offline_iterations: int = 1_000_000  # gradient updates on the dataset alone
     online_iterations: int = 1_000_000  # env steps of fine-tuning
-    utd_ratio: int = 1  # updates per collected env step (run after each episode)
+    utd_ratio: int = 1  # updates after each env step
     mixing_ratio: Optional[float] = None  # null: online steps join the dataset's buffer; 0 <= x < 1: offline share
     # evaluation
     offline_eval_freq: int = 50_000  # updates of the offline phase (official antmaze; adroit 2000)
@@ -287,7 +287,8 @@ def transition_arrays(dataset: "Dataset", rewards: np.ndarray, mean, std, **colu
         next_states = np.concatenate([states[1:], states[-1:]])
     else:
         next_states = ((next_states - mean) / std).astype(np.float32).reshape(len(states), -1)
-    arrays = dict(observations=states, actions=dataset.actions, rewards=rewards, next_observations=next_states)
+    actions = np.clip(dataset.actions, -1 + 1e-5, 1 - 1e-5)  # official IQL (clip_to_eps), Cal-QL (clip_action)
+    arrays = dict(observations=states, actions=actions, rewards=rewards, next_observations=next_states)
     arrays.update(dones=dataset.terminals.astype(np.float32), **columns)
     return {key: values[keep] for key, values in arrays.items()}
 
@@ -389,10 +390,10 @@ def restore_online_rows(offline: TransitionBuffer, online: TransitionBuffer, row
 
 
 def fraction_of_best(metrics: Dict[str, float]) -> float:
-    """An evaluation as a score in [0, 1]: normalised score / 100, else success rate, clipped."""
-    if "eval/normalized_score_mean" in metrics:
-        return float(np.clip(metrics["eval/normalized_score_mean"] / 100.0, 0.0, 1.0))
-    return float(np.clip(metrics["eval/success_rate"], 0.0, 1.0)) if "eval/success_rate" in metrics else float("nan")
+    """Score in [0, 1] (Cal-QL author's): success rate where the env reports it, else normalised score / 100."""
+    if "eval/success_rate" in metrics:  # goal-reaching envs: the share of episodes that reached the goal
+        return float(metrics["eval/success_rate"])
+    return float(np.clip(metrics.get("eval/normalized_score_mean", np.nan) / 100.0, 0.0, 1.0))  # clipped
 
 
 def regret(scores: List[float]) -> float:
@@ -424,14 +425,15 @@ def train(config: TrainConfig) -> Dict[str, Any]:
     agent = IQL(dataset.observations.shape[1], dataset.actions.shape[1], config, device, decay_steps=0)
     mean_t, std_t = torch.as_tensor(mean, device=device), torch.as_tensor(std, device=device)
 
-    step, env_steps, episodes, scores, offline_metrics = 0, 0, 0, [], {}
+    step, env_steps, episodes, scores, offline_metrics, episode_steps, last_return = 0, 0, 0, [], {}, 0, None
     checkpoint = run.restore(device)
     if checkpoint:
         agent.load_state_dict(checkpoint["agent"])
         restore_online_rows(offline, online, checkpoint["online_buffer"])
         step, env_steps, episodes = checkpoint["step"], checkpoint["env_steps"], checkpoint["episodes"]
         scores, offline_metrics = checkpoint["regret_scores"], checkpoint["offline_metrics"]
-    eval_envs, explore_env = dataset.env.make_vector(config.n_episodes), dataset.env.make_vector(1)
+        episode_steps, last_return = checkpoint["episode_steps"], checkpoint["last_return"]
+    eval_envs, explore_env = dataset.env.make_vector(config.n_episodes), dataset.env.make()
     total, eval_metrics = config.offline_iterations + config.online_iterations, {}
     progress = tqdm(total=total, initial=step, desc="iql-finetune", dynamic_ncols=True)
 
@@ -449,7 +451,16 @@ def train(config: TrainConfig) -> Dict[str, Any]:
     def checkpoint_now(at: int) -> None:
         state = {"agent": agent.state_dict(), "online_buffer": online_rows(offline, online), "env_steps": env_steps}
         state.update(episodes=episodes, regret_scores=scores, offline_metrics=offline_metrics)
-        run.checkpoint(at, state)
+        run.checkpoint(at, {**state, "episode_steps": episode_steps, "last_return": last_return})
+
+    def start_episode() -> Tuple[np.ndarray, float]:
+        """Resets the exploration env with the episode's own seed; a run resumed mid-episode replays the
+        episode's stored actions, which brings the (deterministic) env back to where it stopped."""
+        observation, episode_return = explore_env.reset(seed=config.train_seed + 1_000_003 * (episodes + 1))[0], 0.0
+        for action in online.data["actions"][online.size - episode_steps : online.size].cpu().numpy():
+            observation, reward = explore_env.step(action)[:2]
+            episode_return += reward
+        return observation, episode_return
 
     while step < config.offline_iterations:
         run.add(agent.train_step(offline.sample(config.batch_size)))
@@ -469,25 +480,29 @@ def train(config: TrainConfig) -> Dict[str, Any]:
     if config.online_iterations and not scores:  # no offline phase: the initial policy is fine-tuning step 0
         eval_metrics = evaluate()
         run.log(step, {**eval_metrics, **start_fine_tuning()})
-    while env_steps < config.online_iterations:
-        act = lambda state: agent.act(state, deterministic=False)
-        seed = config.train_seed + 1_000_003 * (episodes + 1)
-        episode_return, _, _, episode = run_episodes(act, explore_env, seed, mean_t, std_t, record=True)
-        length, previous = len(episode["rewards"]), env_steps
-        episode["rewards"] = transform(episode["rewards"], episode["success"])
-        online.add(episode)
-        env_steps, episodes = env_steps + length, episodes + 1
-        for _ in range(length * config.utd_ratio):
+    normalize = lambda observation: ((observation - mean) / std).astype(np.float32)[None]
+    observation, episode_return = start_episode() if env_steps < config.online_iterations else (None, 0.0)
+    while env_steps < config.online_iterations:  # official IQL: one env step, then utd_ratio updates
+        state = normalize(observation)
+        action = agent.act(torch.as_tensor(state, device=device), deterministic=False).cpu().numpy()
+        observation, reward, terminated, truncated, info = explore_env.step(action[0])
+        next_state, success = normalize(observation), np.array([info.get("success", False)])
+        row = dict(observations=state, actions=action, next_observations=next_state, dones=np.array([terminated]))
+        online.add({**row, "rewards": transform(np.array([reward]), success)})  # a time limit is no terminal
+        env_steps, episode_steps, episode_return = env_steps + 1, episode_steps + 1, episode_return + reward
+        for _ in range(config.utd_ratio):
             run.add(agent.train_step(sample_mixed(offline, online, config.batch_size, config.mixing_ratio)))
+        if terminated or truncated:
+            episodes, episode_steps, last_return = episodes + 1, 0, episode_return
+            observation, episode_return = start_episode()
         step, finished = config.offline_iterations + env_steps, env_steps >= config.online_iterations
         log_due, eval_due, save_due = (
-            previous // n != env_steps // n
-            for n in (config.log_every, config.online_eval_freq, config.checkpoint_every)
+            env_steps % n == 0 for n in (config.log_every, config.online_eval_freq, config.checkpoint_every)
         )
         progress.update(step - progress.n)
-        if log_due or finished or run.stopping:
-            metrics = {"online/env_steps": env_steps, "online/episode_return": float(episode_return[0])}
-            run.log(step, {**run.flush(step), **metrics, "online/episodes": episodes})
+        if log_due or finished or run.stopping:  # with the return of the last finished episode, once there is one
+            returns = {"online/episode_return": last_return} if episodes else {}
+            run.log(step, {**run.flush(step), "online/env_steps": env_steps, "online/episodes": episodes, **returns})
         if eval_due or finished:
             eval_metrics = evaluate()
             if eval_due:  # the regret counts the scheduled evaluations only

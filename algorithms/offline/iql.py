@@ -276,7 +276,8 @@ def transition_arrays(dataset: "Dataset", rewards: np.ndarray, mean, std, **colu
         next_states = np.concatenate([states[1:], states[-1:]])
     else:
         next_states = ((next_states - mean) / std).astype(np.float32).reshape(len(states), -1)
-    arrays = dict(observations=states, actions=dataset.actions, rewards=rewards, next_observations=next_states)
+    actions = np.clip(dataset.actions, -1 + 1e-5, 1 - 1e-5)  # official IQL (clip_to_eps), Cal-QL (clip_action)
+    arrays = dict(observations=states, actions=actions, rewards=rewards, next_observations=next_states)
     arrays.update(dones=dataset.terminals.astype(np.float32), **columns)
     return {key: values[keep] for key, values in arrays.items()}
 
