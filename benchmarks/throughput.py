@@ -276,11 +276,9 @@ def value_based_benchmark(
     dataset = script.load_dataset(config.dataset)
     finetune = hasattr(config, "online_iterations")
     normalize_returns = getattr(config, "normalize_reward", False)
-    transform = script.reward_transform(
-        dataset, config.binary_reward, normalize_returns, config.reward_scale, config.reward_bias
-    )
+    transform = script.reward_transform(dataset, normalize_returns, config.reward_scale, config.reward_bias)
     mean, std = script.state_stats(dataset.observations, eps=1e-3)
-    rewards = transform(dataset.rewards, dataset.extras.get("infos/goal_achieved"))
+    rewards = transform(dataset.rewards)
     if hasattr(script, "monte_carlo_returns"):  # Cal-QL's lower bound
         returns = lambda rewards, dones, ends: script.monte_carlo_returns(rewards, dones, ends, config.discount)  # noqa: E731
         arrays = script.transitions_with_returns(dataset, rewards, mean, std, returns)

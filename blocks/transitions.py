@@ -3,7 +3,7 @@
 Canonical source; see blocks/runtime.py for how blocks are copied into scripts.
 """
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import gymnasium as gym
 import numpy as np
@@ -14,20 +14,16 @@ from blocks.runtime import UserError
 
 
 # === block ===
-def reward_transform(dataset: "Dataset", binary: bool, normalize_returns: bool, scale: float, bias: float):
-    """raw rewards (and per-step goal flags) -> training rewards, the same for the dataset and for env
-    steps: the binary variant first (Cal-QL's Adroit: 0 at the goal, -1 elsewhere), then IQL's locomotion
+def reward_transform(dataset: "Dataset", normalize_returns: bool, scale: float, bias: float):
+    """raw rewards -> training rewards, the same for the dataset and for env steps: IQL's locomotion
     normalisation (x 1000 / (max - min) of the dataset's episode returns), then r * scale + bias."""
-    if binary and "infos/goal_achieved" not in dataset.extras:
-        raise UserError(f"binary_reward needs per-step goal flags (infos/goal_achieved); '{dataset.name}' has none")
     starts = episode_bounds(dataset.terminals, dataset.timeouts)[0]
     returns = np.add.reduceat(dataset.rewards.astype(np.float64), starts)
     if normalize_returns and returns.max() - returns.min() <= 0:
         raise UserError(f"every episode of '{dataset.name}' has the same return; set normalize_reward false")
     factor = float(1000.0 / (returns.max() - returns.min())) if normalize_returns else 1.0
 
-    def transform(rewards: np.ndarray, success: Optional[np.ndarray]) -> np.ndarray:
-        rewards = np.where(np.asarray(success, bool), 0.0, -1.0) if binary else rewards
+    def transform(rewards: np.ndarray) -> np.ndarray:
         return (np.asarray(rewards, np.float32) * factor * scale + bias).astype(np.float32)
 
     return transform
@@ -84,13 +80,13 @@ def run_episodes(act, envs: gym.vector.VectorEnv, seed: int, mean: torch.Tensor,
     """One episode per env in lockstep, one batched `act` per step on normalised states.
 
     Returns each episode's return, length and whether it reached the goal (info['success'] at some
-    step); with `record`, also the steps taken: s, a, raw r, s', terminal, success, in step order
+    step); with `record`, also the steps taken: s, a, raw r, s', terminal, in step order
     (with one env: one episode's transitions).
     """
     count = envs.num_envs
     returns, lengths = np.zeros(count), np.zeros(count, dtype=np.int64)
     success, done = np.zeros(count, dtype=bool), np.zeros(count, dtype=bool)
-    steps = {key: [] for key in ("observations", "actions", "rewards", "next_observations", "dones", "success")}
+    steps = {key: [] for key in ("observations", "actions", "rewards", "next_observations", "dones")}
     # states are normalised on the host: one upload (the state) and one download (the action) per step
     mean_host, std_host = mean.cpu().numpy(), std.cpu().numpy()
     normalize = lambda observation: (observation.astype(np.float32) - mean_host) / std_host
@@ -100,7 +96,7 @@ def run_episodes(act, envs: gym.vector.VectorEnv, seed: int, mean: torch.Tensor,
         observation, reward, terminated, truncated, infos = envs.step(action)
         next_state, reached, live = normalize(observation), step_success(infos, count), ~done
         if record:
-            step = (state, action, reward, next_state, terminated, reached)
+            step = (state, action, reward, next_state, terminated)
             for values, column in zip(steps.values(), step):
                 values.append(column[live])
         returns += reward * live  # envs that finished auto-reset; their later steps don't count

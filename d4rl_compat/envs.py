@@ -235,7 +235,8 @@ class D4RLMazeFrame(gym.Wrapper):
 
 class D4RLAntMaze(D4RLMazeFrame):
     """D4RL's antmaze observation [x, y, rest of qpos, qvel], with the start cell at the origin, and
-    its sparse task: reward and success 1 within 0.5 of the goal."""
+    its sparse task: reward and success 1 within 0.5 of the goal, where the episode ends (as in D4RL's
+    evaluation env, whose data marks terminal=1 there)."""
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
@@ -252,7 +253,8 @@ class D4RLAntMaze(D4RLMazeFrame):
     def step(self, action: np.ndarray) -> Tuple[np.ndarray, float, bool, bool, Dict[str, Any]]:
         observation, _, terminated, truncated, info = self.env.step(action)
         success = bool(np.linalg.norm(observation["achieved_goal"] - observation["desired_goal"]) <= 0.5)
-        return self._to_d4rl(observation), float(success), terminated, truncated, {**info, "success": success}
+        info = {**info, "success": success}  # the episode ends at the goal, as in D4RL's evaluation env
+        return self._to_d4rl(observation), float(success), terminated or success, truncated, info
 
 
 class D4RLMaze2d(D4RLMazeFrame):
@@ -335,14 +337,14 @@ def d4rl_env_spec(name: str) -> Dict[str, Any]:
             "max_episode_steps": 700 if maze == "umaze" else 1000,
             "kwargs": {
                 "maze_map": _maze_map(D4RL_ANTMAZE_MAPS[maze], flip=True),
-                "continuing_task": True,
+                "continuing_task": False,  # episodic: the adapter ends the episode at D4RL's 0.5 radius
                 "reset_target": False,
             },
             "reports_success": True,
             "adapter": "d4rl_antmaze",
             "note": "gymnasium-robotics AntMaze-v4 laid out as D4RL's evaluation maze, observation in D4RL's frame "
-            "(start cell at the origin), D4RL's 0.5 goal radius; the ant model is Gymnasium's and the goal "
-            "sits at the goal cell's centre (D4RL: up to 1.5 off it)",
+            "(start cell at the origin), D4RL's 0.5 goal radius, episodes end at the goal; the ant model is "
+            "Gymnasium's and the goal sits at the goal cell's centre (D4RL: up to 1.5 off it)",
         }
     if domain == "maze2d":
         return {

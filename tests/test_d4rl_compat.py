@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from blocks.data import EnvSpec
 from d4rl_compat import D4RL_FILES, d4rl_env_spec, dataset_url
@@ -81,12 +82,36 @@ def test_antmaze_starts_at_the_origin_and_rewards_d4rl_goal(name, goal):
     inner = env.unwrapped
     goal_in_d4rl_frame = inner.goal - env.origin
     np.testing.assert_allclose(goal_in_d4rl_frame, goal, atol=0.11)
-    assert env.step(np.zeros(8))[1] == 0.0
+    _, reward, terminated, truncated, info = env.step(np.zeros(8))
+    assert reward == 0.0 and not (terminated or truncated or info["success"])
     inner.data.qpos[:2] = inner.goal + [0.3, 0.3]  # 0.42 from the goal: inside D4RL's 0.5 radius
-    observation, reward, _, _, info = env.step(np.zeros(8))
+    observation, reward, terminated, truncated, info = env.step(np.zeros(8))
     np.testing.assert_allclose(observation[:2], goal_in_d4rl_frame + 0.3, atol=0.05)
     assert reward == 1.0 and info["success"]
+    assert terminated and not truncated  # D4RL's evaluation env ends the episode at the goal
     env.close()
+
+
+def test_antmaze_episode_of_the_scripts_ends_at_the_goal_with_return_one():
+    """Through the vector env and episode runner the scripts use: an ant that starts within 0.5 of the
+    goal reaches it on its first step; the episode stops there (no bootstrapping through the goal)."""
+    from blocks.transitions import run_episodes
+
+    spec = EnvSpec(**{key: value for key, value in d4rl_env_spec("antmaze-umaze-v2").items() if key != "note"})
+    envs = spec.make_vector(2)
+    for inner in (env.unwrapped for env in envs.envs):  # after each reset, the goal 0.42 from the ant
+
+        def reset(*args, inner=inner, original=inner.reset, **kwargs):
+            observation, info = original(*args, **kwargs)
+            inner.goal = inner.data.qpos[:2] + 0.3
+            return observation, info
+
+        inner.reset = reset
+    act = lambda state: torch.zeros(len(state), 8)  # noqa: E731
+    returns, lengths, success, episode = run_episodes(act, envs, 0, torch.zeros(29), torch.ones(29), record=True)
+    envs.close()
+    assert returns.tolist() == [1.0, 1.0] and lengths.tolist() == [1, 1] and success.all()
+    assert episode["dones"].tolist() == [True, True] and episode["rewards"].tolist() == [1.0, 1.0]
 
 
 def test_maze2d_frame_target_reward_and_action_directions():

@@ -129,36 +129,32 @@ def test_online_episode_gets_the_same_values_as_the_same_episode_read_from_a_dat
     assert count == lengths[0] and episode["dones"][-1] and not episode["dones"][:-1].any()  # random hopper falls
     assert returns[0] == pytest.approx(episode["rewards"].sum())
     np.testing.assert_array_equal(episode["next_observations"][:-1], episode["observations"][1:])
-    transform = cal_ql.reward_transform(dataset_of(np.zeros(2), [0, 0], [0, 1], [0, 0]), False, False, 10.0, -5.0)
+    transform = cal_ql.reward_transform(dataset_of(np.zeros(2), [0, 0], [0, 1], [0, 0]), False, 10.0, -5.0)
     # Online (as train() does): training rewards, then one segment that ends at the episode's last step.
-    rewards = transform(episode["rewards"], episode["success"])
+    rewards = transform(episode["rewards"])
     online = cal_ql.monte_carlo_returns(rewards, episode["dones"], np.arange(count) == count - 1, 0.99, True, -5.0)
     data = dataset_of(
         episode["observations"], episode["rewards"], episode["dones"], np.zeros(count), episode["actions"],
         episode["next_observations"],
     )  # fmt: skip
-    offline = dataset_returns(data, transform(data.rewards, None), 0.99, True, -5.0)
+    offline = dataset_returns(data, transform(data.rewards), 0.99, True, -5.0)
     np.testing.assert_allclose(online, offline["mc_returns"], rtol=1e-6)
     np.testing.assert_allclose(rewards, offline["rewards"], rtol=1e-6)
     np.testing.assert_allclose(episode["next_observations"], offline["next_observations"], rtol=1e-6)
     np.testing.assert_allclose(episode["dones"], offline["dones"])
     # An all-failure online episode of a sparse task gets fail / (1 - gamma), as a dataset one would.
-    failing = transform(np.zeros(count), None)
+    failing = transform(np.zeros(count))
     all_fail = cal_ql.monte_carlo_returns(failing, episode["dones"], np.arange(count) == count - 1, 0.99, True, -5.0)
     np.testing.assert_allclose(all_fail, -500.0, rtol=1e-5)
 
 
-def test_reward_transform_binary_then_normalisation_then_scale_and_bias():
+def test_reward_transform_normalisation_then_scale_and_bias():
     data = dataset_of(np.zeros(4), [1.0, 3.0, 2.0, 2.0], [0, 1, 0, 1], [0, 0, 0, 0])  # episode returns 4 and 4
-    with pytest.raises(cal_ql.UserError, match="binary_reward"):
-        cal_ql.reward_transform(data, True, False, 1.0, 0.0)  # no goal flags in the file
     with pytest.raises(cal_ql.UserError, match="normalize_reward"):
-        cal_ql.reward_transform(data, False, True, 1.0, 0.0)  # equal returns: nothing to normalise by
+        cal_ql.reward_transform(data, True, 1.0, 0.0)  # equal returns: nothing to normalise by
     data.rewards[0] = 5.0  # returns 8 and 4: factor 1000 / 4
-    np.testing.assert_allclose(cal_ql.reward_transform(data, False, True, 2.0, 1.0)([1.0], None), [501.0])
-    data.extras["infos/goal_achieved"] = np.array([0, 1, 0, 0], bool)
-    binary = cal_ql.reward_transform(data, True, False, 10.0, 5.0)
-    np.testing.assert_allclose(binary(data.rewards, data.extras["infos/goal_achieved"]), [-5.0, 5.0, -5.0, -5.0])
+    np.testing.assert_allclose(cal_ql.reward_transform(data, True, 2.0, 1.0)([1.0]), [501.0])
+    np.testing.assert_allclose(cal_ql.reward_transform(data, False, 10.0, -5.0)(data.rewards), [45.0, 25.0, 15.0, 15.0])
 
 
 # ---------------------------------------------------------------------------- buffers, regret

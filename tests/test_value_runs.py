@@ -235,6 +235,17 @@ def test_states_are_normalised_in_the_locomotion_configs_only(name):
         assert config.normalize == (path.parent.name in ("hopper", "halfcheetah", "walker2d")), path
 
 
+@pytest.mark.parametrize("name", ["offline/cql", "finetune/cql", "finetune/cal_ql"])
+def test_adroit_configs_are_dense_d4rl_adroit_with_the_official_cal_ql_networks_and_backup(name):
+    script = SCRIPTS[name]
+    for path in sorted((ROOT / "configs" / name / "adroit").glob("*.yaml")):
+        config = script.parse_config(script.TrainConfig, ["--config_path", str(path)])
+        assert config.cql_max_target_backup and config.cql_alpha == 1.0, path
+        assert (config.actor_hidden_dims, config.critic_hidden_dims) == ((512, 512), (512, 512, 512)), path
+        assert "Dense D4RL Adroit" in path.read_text()
+    assert not hasattr(script.TrainConfig, "binary_reward")  # no partial binary variant
+
+
 def test_bad_values_give_a_clear_error_and_exit_2(tmp_path):
     result = run_cli("algorithms/finetune/cal_ql.py", "--mixing_ratio", "1.5", "--run_dir", str(tmp_path / "run"))
     assert result.returncode == 2 and "mixing_ratio" in result.stderr and "Traceback" not in result.stderr

@@ -56,9 +56,8 @@ class TrainConfig:
     normalize: bool = True  # states by the dataset's mean and std, as CORL (official code, non-locomotion configs: off)
     reward_scale: float = 1.0  # training reward = raw * reward_scale + reward_bias, offline and online
     reward_bias: float = 0.0
-    binary_reward: bool = False  # Cal-QL's binary Adroit variant: raw reward 0 at the goal, -1 elsewhere
     is_sparse_reward: bool = False  # Cal-QL's Monte-Carlo rule: all-failure segments get fail / (1 - discount)
-    sparse_fail_reward: float = 0.0  # the RAW failure reward (antmaze 0, binary adroit -1), transformed as above
+    sparse_fail_reward: float = 0.0  # the RAW failure reward (antmaze 0), transformed as above
     discount: float = 0.99
     batch_size: int = 256
     # CQL (defaults are the official ConservativeSAC's, Cal-QL repository; CORL's locomotion values in comments)
@@ -331,20 +330,16 @@ class CQL:
 
 
 # === shared block: transitions (edit blocks/transitions.py, then run tools/sync_blocks.py) ===
-def reward_transform(dataset: "Dataset", binary: bool, normalize_returns: bool, scale: float, bias: float):
-    """raw rewards (and per-step goal flags) -> training rewards, the same for the dataset and for env
-    steps: the binary variant first (Cal-QL's Adroit: 0 at the goal, -1 elsewhere), then IQL's locomotion
+def reward_transform(dataset: "Dataset", normalize_returns: bool, scale: float, bias: float):
+    """raw rewards -> training rewards, the same for the dataset and for env steps: IQL's locomotion
     normalisation (x 1000 / (max - min) of the dataset's episode returns), then r * scale + bias."""
-    if binary and "infos/goal_achieved" not in dataset.extras:
-        raise UserError(f"binary_reward needs per-step goal flags (infos/goal_achieved); '{dataset.name}' has none")
     starts = episode_bounds(dataset.terminals, dataset.timeouts)[0]
     returns = np.add.reduceat(dataset.rewards.astype(np.float64), starts)
     if normalize_returns and returns.max() - returns.min() <= 0:
         raise UserError(f"every episode of '{dataset.name}' has the same return; set normalize_reward false")
     factor = float(1000.0 / (returns.max() - returns.min())) if normalize_returns else 1.0
 
-    def transform(rewards: np.ndarray, success: Optional[np.ndarray]) -> np.ndarray:
-        rewards = np.where(np.asarray(success, bool), 0.0, -1.0) if binary else rewards
+    def transform(rewards: np.ndarray) -> np.ndarray:
         return (np.asarray(rewards, np.float32) * factor * scale + bias).astype(np.float32)
 
     return transform
@@ -401,13 +396,13 @@ def run_episodes(act, envs: gym.vector.VectorEnv, seed: int, mean: torch.Tensor,
     """One episode per env in lockstep, one batched `act` per step on normalised states.
 
     Returns each episode's return, length and whether it reached the goal (info['success'] at some
-    step); with `record`, also the steps taken: s, a, raw r, s', terminal, success, in step order
+    step); with `record`, also the steps taken: s, a, raw r, s', terminal, in step order
     (with one env: one episode's transitions).
     """
     count = envs.num_envs
     returns, lengths = np.zeros(count), np.zeros(count, dtype=np.int64)
     success, done = np.zeros(count, dtype=bool), np.zeros(count, dtype=bool)
-    steps = {key: [] for key in ("observations", "actions", "rewards", "next_observations", "dones", "success")}
+    steps = {key: [] for key in ("observations", "actions", "rewards", "next_observations", "dones")}
     # states are normalised on the host: one upload (the state) and one download (the action) per step
     mean_host, std_host = mean.cpu().numpy(), std.cpu().numpy()
     normalize = lambda observation: (observation.astype(np.float32) - mean_host) / std_host
@@ -417,7 +412,7 @@ def run_episodes(act, envs: gym.vector.VectorEnv, seed: int, mean: torch.Tensor,
         observation, reward, terminated, truncated, infos = envs.step(action)
         next_state, reached, live = normalize(observation), step_success(infos, count), ~done
         if record:
-            step = (state, action, reward, next_state, terminated, reached)
+            step = (state, action, reward, next_state, terminated)
             for values, column in zip(steps.values(), step):
                 values.append(column[live])
         returns += reward * live  # envs that finished auto-reset; their later steps don't count
@@ -538,14 +533,12 @@ def transitions_with_returns(dataset: "Dataset", rewards, mean, std, returns: Ca
 def train(config: TrainConfig) -> Dict[str, Any]:
     device = pick_device(config.device)
     dataset = load_dataset(config.dataset, config.allow_download)
-    if config.online_iterations and config.binary_reward and not dataset.env.reports_success:
-        raise UserError(f"binary_reward needs an env that reports success; {dataset.env.env_id} does not")
-    transform = reward_transform(dataset, config.binary_reward, False, config.reward_scale, config.reward_bias)
+    transform = reward_transform(dataset, False, config.reward_scale, config.reward_bias)
     run = Run(config, "cal_ql")
     set_seed(config.train_seed, config.deterministic_torch)
     mean, std = state_stats(dataset.observations, eps=1e-3) if config.normalize else (np.float32(0), np.float32(1))
-    rewards = transform(dataset.rewards, dataset.extras.get("infos/goal_achieved"))
-    fail_reward = float(transform(np.array([config.sparse_fail_reward]), np.zeros(1, bool))[0])
+    rewards = transform(dataset.rewards)
+    fail_reward = float(transform(np.array([config.sparse_fail_reward]))[0])
     calibration = (config.discount, config.is_sparse_reward, fail_reward)
     returns = lambda rewards, dones, ends: monte_carlo_returns(rewards, dones, ends, *calibration)
     arrays = transitions_with_returns(dataset, rewards, mean, std, returns)
@@ -606,7 +599,7 @@ def train(config: TrainConfig) -> Dict[str, Any]:
         seed = config.train_seed + 1_000_003 * (episodes + 1)
         episode_return, _, _, episode = run_episodes(act, explore_env, seed, mean_t, std_t, record=True)
         length, previous = len(episode["rewards"]), env_steps
-        episode["rewards"] = transform(episode["rewards"], episode["success"])
+        episode["rewards"] = transform(episode["rewards"])
         episode["mc_returns"] = returns(episode["rewards"], episode["dones"], np.arange(length) == length - 1)
         online.add(episode)
         env_steps, episodes = env_steps + length, episodes + 1

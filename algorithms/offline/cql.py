@@ -50,7 +50,6 @@ class TrainConfig:
     normalize: bool = True  # states by the dataset's mean and std, as CORL (official code, non-locomotion configs: off)
     reward_scale: float = 1.0  # training reward = raw * reward_scale + reward_bias
     reward_bias: float = 0.0
-    binary_reward: bool = False  # Cal-QL's binary Adroit variant: raw reward 0 at the goal, -1 elsewhere
     discount: float = 0.99
     batch_size: int = 256
     # CQL (defaults are the official ConservativeSAC's, Cal-QL repository; CORL's locomotion values in comments)
@@ -313,20 +312,16 @@ class CQL:
 
 
 # === shared block: transitions (edit blocks/transitions.py, then run tools/sync_blocks.py) ===
-def reward_transform(dataset: "Dataset", binary: bool, normalize_returns: bool, scale: float, bias: float):
-    """raw rewards (and per-step goal flags) -> training rewards, the same for the dataset and for env
-    steps: the binary variant first (Cal-QL's Adroit: 0 at the goal, -1 elsewhere), then IQL's locomotion
+def reward_transform(dataset: "Dataset", normalize_returns: bool, scale: float, bias: float):
+    """raw rewards -> training rewards, the same for the dataset and for env steps: IQL's locomotion
     normalisation (x 1000 / (max - min) of the dataset's episode returns), then r * scale + bias."""
-    if binary and "infos/goal_achieved" not in dataset.extras:
-        raise UserError(f"binary_reward needs per-step goal flags (infos/goal_achieved); '{dataset.name}' has none")
     starts = episode_bounds(dataset.terminals, dataset.timeouts)[0]
     returns = np.add.reduceat(dataset.rewards.astype(np.float64), starts)
     if normalize_returns and returns.max() - returns.min() <= 0:
         raise UserError(f"every episode of '{dataset.name}' has the same return; set normalize_reward false")
     factor = float(1000.0 / (returns.max() - returns.min())) if normalize_returns else 1.0
 
-    def transform(rewards: np.ndarray, success: Optional[np.ndarray]) -> np.ndarray:
-        rewards = np.where(np.asarray(success, bool), 0.0, -1.0) if binary else rewards
+    def transform(rewards: np.ndarray) -> np.ndarray:
         return (np.asarray(rewards, np.float32) * factor * scale + bias).astype(np.float32)
 
     return transform
@@ -383,13 +378,13 @@ def run_episodes(act, envs: gym.vector.VectorEnv, seed: int, mean: torch.Tensor,
     """One episode per env in lockstep, one batched `act` per step on normalised states.
 
     Returns each episode's return, length and whether it reached the goal (info['success'] at some
-    step); with `record`, also the steps taken: s, a, raw r, s', terminal, success, in step order
+    step); with `record`, also the steps taken: s, a, raw r, s', terminal, in step order
     (with one env: one episode's transitions).
     """
     count = envs.num_envs
     returns, lengths = np.zeros(count), np.zeros(count, dtype=np.int64)
     success, done = np.zeros(count, dtype=bool), np.zeros(count, dtype=bool)
-    steps = {key: [] for key in ("observations", "actions", "rewards", "next_observations", "dones", "success")}
+    steps = {key: [] for key in ("observations", "actions", "rewards", "next_observations", "dones")}
     # states are normalised on the host: one upload (the state) and one download (the action) per step
     mean_host, std_host = mean.cpu().numpy(), std.cpu().numpy()
     normalize = lambda observation: (observation.astype(np.float32) - mean_host) / std_host
@@ -399,7 +394,7 @@ def run_episodes(act, envs: gym.vector.VectorEnv, seed: int, mean: torch.Tensor,
         observation, reward, terminated, truncated, infos = envs.step(action)
         next_state, reached, live = normalize(observation), step_success(infos, count), ~done
         if record:
-            step = (state, action, reward, next_state, terminated, reached)
+            step = (state, action, reward, next_state, terminated)
             for values, column in zip(steps.values(), step):
                 values.append(column[live])
         returns += reward * live  # envs that finished auto-reset; their later steps don't count
@@ -422,11 +417,11 @@ def print_summary(summary: Dict[str, Any]) -> None:
 def train(config: TrainConfig) -> Dict[str, Any]:
     device = pick_device(config.device)
     dataset = load_dataset(config.dataset, config.allow_download)
-    transform = reward_transform(dataset, config.binary_reward, False, config.reward_scale, config.reward_bias)
+    transform = reward_transform(dataset, False, config.reward_scale, config.reward_bias)
     run = Run(config, "cql")
     set_seed(config.train_seed, config.deterministic_torch)
     mean, std = state_stats(dataset.observations, eps=1e-3) if config.normalize else (np.float32(0), np.float32(1))
-    rewards = transform(dataset.rewards, dataset.extras.get("infos/goal_achieved"))
+    rewards = transform(dataset.rewards)
     buffer = TransitionBuffer(transition_arrays(dataset, rewards, mean, std), device)
     agent = CQL(dataset.observations.shape[1], dataset.actions.shape[1], config, device)
     mean_t, std_t = torch.as_tensor(mean, device=device), torch.as_tensor(std, device=device)
