@@ -720,12 +720,8 @@ def train(config: TrainConfig) -> Dict[str, Any]:
     run = Run(config, "odt_td3")
     set_seed(config.train_seed, config.deterministic_torch)
     normaliser = state_stats(dataset.observations)
-    # Pretraining samples every offline trajectory, as both official repos do; the online replay
-    # buffer starts with the top buffer_size of them by return.
-    pretrain_data = TrajectoryBuffer(len(offline), *normaliser, config.seq_len, config.reward_scale, device)
     buffer = TrajectoryBuffer(config.buffer_size, *normaliser, config.seq_len, config.reward_scale, device)
-    pretrain_data.initialise(offline)
-    buffer.initialise(offline)
+    buffer.initialise(offline)  # the online replay buffer starts with the top buffer_size by return
     learner = ODT_TD3(dataset.observations.shape[1], dataset.actions.shape[1], config, device)
     progress_state = {"step": 0, "env_steps": 0, "iterations": 0, "pretrained": {}, "eval": {}}
     checkpoint = run.restore(device)
@@ -734,6 +730,10 @@ def train(config: TrainConfig) -> Dict[str, Any]:
         buffer.load_state_dict(checkpoint["buffer"])
         progress_state = checkpoint["progress"]
     step = progress_state["step"]
+    pretrain_data = None  # pretraining samples every offline trajectory, as both official repos do
+    if step < config.pretrain_steps:  # not built when a run resumes in its online phase
+        pretrain_data = TrajectoryBuffer(len(offline), *normaliser, config.seq_len, config.reward_scale, device)
+        pretrain_data.initialise(offline)
     eval_envs = dataset.env.make_vector(config.eval_episodes)
     rollout_envs = dataset.env.make_vector(config.rollout_envs)
 
