@@ -18,7 +18,7 @@ import gymnasium as gym
 import h5py
 import numpy as np
 
-from blocks.runtime import UserError
+from blocks.runtime import UserError, did_you_mean
 
 # === block ===
 D4RL_URL = "http://rail.eecs.berkeley.edu/datasets/offline_rl/"
@@ -76,7 +76,7 @@ class Dataset:
     terminals: np.ndarray  # (N,) bool
     timeouts: np.ndarray  # (N,) bool
     env: EnvSpec
-    extras: Dict[str, np.ndarray] = field(default_factory=dict)  # next_observations, infos/goal_achieved
+    extras: Dict[str, np.ndarray] = field(default_factory=dict)  # next_observations, where the file has them
 
 
 def d4rl_compat(name: str) -> Any:
@@ -95,9 +95,10 @@ def load_dataset(name: str, allow_download: bool = True) -> Dataset:
     if name.startswith("minari:"):
         dataset = load_minari(name.removeprefix("minari:"), allow_download)
     elif name.endswith((".hdf5", ".h5")) or os.path.sep in name:
+        how = "regenerate it with `python -m d4rl_compat.generate` (or copy it again)"
         if not os.path.isfile(name):
             raise UserError(f"dataset file {name} does not exist; write one with `python -m d4rl_compat.generate`")
-        arrays, meta = read_hdf5(Path(name))
+        arrays, meta = read_hdf5(Path(name), how)
         if "env_id" not in meta:
             raise UserError(
                 f"{name} has no metadata/env_id, so its evaluation env is unknown; write metadata/env_id "
@@ -116,13 +117,18 @@ def load_dataset(name: str, allow_download: bool = True) -> Dataset:
             fields = d4rl_compat(name).d4rl_env_spec(name)
             url, env = d4rl_compat(name).dataset_url(name), EnvSpec(**{k: v for k, v in fields.items() if k != "note"})
         else:
+            names = [f"{d}-{level}-v2" for d in LOCOMOTION for level in LOCOMOTION_LEVELS]
+            try:
+                names += list(importlib.import_module("d4rl_compat").D4RL_FILES)
+            except ImportError:
+                pass  # suggestions from the locomotion names alone
             raise UserError(
-                f"unknown dataset '{name}': not a D4RL name (e.g. hopper-medium-v2), not 'minari:<dataset id>' "
-                "and not a path to an .hdf5 file"
+                f"unknown dataset '{name}'{did_you_mean(name, names)}: not a D4RL name (e.g. hopper-medium-v2), "
+                "not 'minari:<dataset id>' and not a path to an .hdf5 file"
             )
         path = Path(os.environ.get("D4RL_DATASET_DIR", "~/.d4rl/datasets")).expanduser() / os.path.basename(url)
+        how = f"download it with `curl -L --create-dirs -o {path} {url}`, or set D4RL_DATASET_DIR to its folder"
         if not path.exists():
-            how = f"download it with `curl -L --create-dirs -o {path} {url}`, or set D4RL_DATASET_DIR to its folder"
             if not allow_download:
                 raise UserError(f"D4RL dataset '{name}' not found at {path} (downloads are off); {how}")
             partial = path.with_suffix(".partial")  # an interrupted or wrong download never takes the name
@@ -138,14 +144,17 @@ def load_dataset(name: str, allow_download: bool = True) -> Dataset:
                 partial.unlink()
                 raise UserError(f"downloading {url} gave something other than hdf5 (removed); {how}")
             os.replace(partial, path)
-        dataset = make_dataset(name, read_hdf5(path)[0], env)
+        arrays = read_hdf5(path, how)[0]
+        if "timeouts" not in arrays:  # D4RL's own rule for its files without them (v0)
+            arrays["timeouts"] = d4rl_compat(name).timeouts_every(env.max_episode_steps, arrays["terminals"])
+        dataset = make_dataset(name, arrays, env)
     validate_dataset(dataset)
     return dataset
 
 
-def read_hdf5(path: Path) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
-    """The flat arrays and the `metadata/` group of a D4RL-format file."""
-    keys = ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations", "infos/goal_achieved")
+def read_hdf5(path: Path, how: str = "write or fetch it again") -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
+    """The flat arrays and the `metadata/` group of a D4RL-format file; `how`: how to get the file again."""
+    keys = ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations")
     try:
         with h5py.File(path, "r") as file:
             if any(key not in file for key in keys[:4]):
@@ -153,7 +162,9 @@ def read_hdf5(path: Path) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
             arrays = {key: file[key][()] for key in keys if key in file}
             meta = {key: value[()] for key, value in file["metadata"].items()} if "metadata" in file else {}
     except OSError as error:
-        raise UserError(f"cannot read {path} as hdf5 ({error})") from None
+        raise UserError(
+            f"cannot read {path} ({error}): the file is truncated or corrupt; delete it and {how}"
+        ) from None
     return arrays, {key: value.decode() if isinstance(value, bytes) else value for key, value in meta.items()}
 
 
@@ -165,8 +176,9 @@ def load_minari(dataset_id: str, allow_download: bool) -> Dataset:
     except Exception as error:  # minari raises several types for a missing or unreachable dataset
         store = os.environ.get("MINARI_DATASETS_PATH", "~/.minari/datasets")
         raise UserError(
-            f"Minari dataset '{dataset_id}' could not be loaded from {store} ({error}); "
-            f"download it with `minari download {dataset_id}` on a machine with network"
+            f"Minari dataset '{dataset_id}' could not be loaded from {store} ({error})"
+            f"{did_you_mean(dataset_id, minari.list_local_datasets())}; download it with "
+            f"`minari download {dataset_id}` on a machine with network"
         ) from None
     episodes = list(source.iterate_episodes())
     if episodes and isinstance(episodes[0].observations, dict):
@@ -183,15 +195,27 @@ def load_minari(dataset_id: str, allow_download: bool) -> Dataset:
 
 
 def make_dataset(name: str, arrays: Dict[str, np.ndarray], env: EnvSpec) -> Dataset:
+    if "timeouts" not in arrays:
+        raise UserError(
+            f"dataset '{name}' has no 'timeouts' array. Without it the end of an episode cut by the time limit "
+            "looks like the start of the next, and episodes would merge: write 'timeouts' (true at each "
+            "time-limit end) into the file"
+        )
     count = len(arrays["observations"])
     if any(len(values) != count for values in arrays.values()):
         raise UserError(f"dataset '{name}': arrays of different lengths { ({k: len(v) for k, v in arrays.items()}) }")
     observations, actions = (arrays[key].astype(np.float32).reshape(count, -1) for key in ("observations", "actions"))
     rewards = arrays["rewards"].astype(np.float32).reshape(count)
-    terminals, timeouts = (
-        arrays.get(key, np.zeros(count)).astype(bool).reshape(count) for key in ("terminals", "timeouts")
-    )
-    extras = {key: arrays[key] for key in ("next_observations", "infos/goal_achieved") if key in arrays}
+    for key in ("terminals", "timeouts"):
+        if not np.isin(arrays[key], (0, 1)).all():
+            raise UserError(f"dataset '{name}': '{key}' must hold only 0/1 (or booleans), one per transition")
+    terminals, timeouts = (arrays[key].astype(bool).reshape(count) for key in ("terminals", "timeouts"))
+    extras = {key: arrays[key].reshape(count, -1) for key in ("next_observations",) if key in arrays}
+    if extras and extras["next_observations"].shape != observations.shape:
+        raise UserError(
+            f"dataset '{name}': next_observations of shape {extras['next_observations'].shape}, "
+            f"observations {observations.shape}"
+        )
     return Dataset(name, observations, actions, rewards, terminals, timeouts, env, extras)
 
 
@@ -199,6 +223,8 @@ def validate_dataset(dataset: Dataset) -> None:
     """Rejects NaN/inf values and shapes that do not match the evaluation env."""
     arrays = {"observations": dataset.observations, "actions": dataset.actions, "rewards": dataset.rewards}
     for key, values in {**arrays, **dataset.extras}.items():
+        if not np.issubdtype(values.dtype, np.number):
+            raise UserError(f"dataset '{dataset.name}': '{key}' holds {values.dtype} values, not numbers")
         bad = ~np.isfinite(values.reshape(len(values), -1).astype(np.float64)).all(axis=1)
         if bad.any():
             raise UserError(

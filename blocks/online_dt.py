@@ -128,12 +128,16 @@ class TrajectoryBuffer:
             "done": current & next_is_final & flat["terminated"][start][:, None],
         }
 
-    def state_dict(self) -> Dict[str, Any]:
-        return {"trajectories": list(self.trajectories)}
+    def state_dict(self) -> Dict[str, Any]:  # arrays as tensors: checkpoints load with weights_only=True
+        tensors = lambda trajectory: {
+            k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in trajectory.items()
+        }
+        return {"trajectories": [tensors(trajectory) for trajectory in self.trajectories]}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
+        arrays = lambda trajectory: {k: v.cpu().numpy() if torch.is_tensor(v) else v for k, v in trajectory.items()}
         self.trajectories.clear()
-        self.trajectories.extend(state["trajectories"])
+        self.trajectories.extend(arrays(trajectory) for trajectory in state["trajectories"])
         self._rebuild()
 
 

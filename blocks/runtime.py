@@ -6,12 +6,14 @@ into each script that embeds it; the imports above that line must also be import
 """
 
 import dataclasses
+import difflib
 import functools
 import inspect
 import json
 import math
 import os
 import random
+import re
 import signal
 import sys
 import time
@@ -21,6 +23,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 import pyrallis
 import torch
+import yaml
 
 
 # === block ===
@@ -38,33 +41,76 @@ def run_main(main: Callable[[], Any]) -> None:
 
 def parse_config(config_class: type, args: Optional[List[str]] = None) -> Any:
     """`--config_path x.yaml` plus CLI overrides; `--resume RUN_DIR` re-reads RUN_DIR/config.yaml."""
-    given = sys.argv[1:] if args is None else args  # "--key=value" means "--key value", for --resume too
-    args = [part for arg in given for part in (arg.split("=", 1) if arg.startswith("--") else [arg])]
-    flags, config_path = dict(zip(args, args[1:] + [""])), None
+    joined: List[str] = []  # each "--key value" as "--key=value": argparse then takes "-1e-4" for a value
+    for arg in sys.argv[1:] if args is None else args:
+        if joined and joined[-1].startswith("--") and "=" not in joined[-1] and not arg.startswith("--"):
+            joined[-1] += f"={arg}"
+        else:
+            joined.append(arg)
+    flags, config_path = dict(arg.partition("=")[::2] for arg in joined if arg.startswith("--")), None
     if "--resume" in flags and "--config_path" not in flags:
         config_path = os.path.join(flags["--resume"], "config.yaml")
         if not os.path.isfile(config_path):
             raise UserError(f"cannot resume: {config_path} does not exist (is it a run directory?)")
     if "--config_path" in flags and not os.path.isfile(flags["--config_path"]):
         raise UserError(f"config file not found: '{flags['--config_path']}'")
+    valid = [field.name for field in dataclasses.fields(config_class)]
+    try:
+        with open(flags.get("--config_path") or config_path or os.devnull) as file:
+            yaml_keys = list(yaml.safe_load(file) or {})
+    except (yaml.YAMLError, TypeError) as error:
+        raise UserError(f"the config file is not a YAML mapping of keys to values ({error})") from None
+    for key in [flag[2:] for flag in flags] + yaml_keys:
+        if key not in valid + ["config_path", "help"]:
+            raise UserError(f"unknown config key '{key}'{did_you_mean(key, valid)}. Valid keys: {', '.join(valid)}")
+    for kind in (int, bool):  # pyrallis alone would read 10.5 as 10 and 3 as true
+        pyrallis.decode.register(kind, functools.partial(exactly, kind))
+    pyrallis.parsers.decoding.get_decoding_fn.cache_clear()  # forget decoders cached before these
     # pyrallis re-reads the script's source once per field when a YAML is given (about 2 s a parse): cache it.
     getsource, inspect.getsource = inspect.getsource, functools.lru_cache(inspect.getsource)
     try:
-        return pyrallis.parse(config_class=config_class, config_path=config_path, args=args)
-    except Exception as error:  # pyrallis raises bare Exceptions for YAML keys and values
-        valid = ", ".join(field.name for field in dataclasses.fields(config_class))
-        raise UserError(f"invalid config: {error}. Valid keys of {config_class.__name__}: {valid}") from None
+        return pyrallis.parse(config_class=config_class, config_path=config_path, args=joined)
+    except Exception as error:  # pyrallis raises bare Exceptions for bad values, and __post_init__ ValueErrors
+        raise UserError(f"invalid config: {str(error).strip()}") from None
     finally:
         inspect.getsource = getsource
 
 
-def check_run_fields(config: Any, positive: Tuple[str, ...]) -> None:
-    """Checks every TrainConfig shares, raised in __post_init__ so the message names the field."""
+def exactly(kind: type, value: Any) -> Any:
+    if type(value) is not kind:
+        raise ValueError(f"expected {'an integer' if kind is int else 'true or false'}, got {value!r}")
+    return value
+
+
+def did_you_mean(name: str, options: Any) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.75)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+RANGES = {  # check_fields groups: how each is written in messages, and the test
+    "positive": ("> 0", lambda value: value > 0),
+    "non_negative": (">= 0", lambda value: value >= 0),
+    "below_one": ("in [0, 1)", lambda value: 0 <= value < 1),
+    "open_unit": ("in (0, 1)", lambda value: 0 < value < 1),
+}
+
+
+def check_fields(config: Any, **groups: Tuple[str, ...]) -> None:
+    """Range checks for a TrainConfig's __post_init__ (groups: RANGES), plus the fields every TrainConfig has.
+
+    Tuples are checked element by element and None passes (an optional value left unset)."""
     if config.wandb_mode not in ("offline", "online", "disabled"):
         raise ValueError(f"wandb_mode must be offline, online or disabled, not '{config.wandb_mode}'")
-    for name in ("log_every", "checkpoint_every", "keep_checkpoints", *positive):
-        if getattr(config, name) <= 0:
-            raise ValueError(f"{name} must be positive")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", config.device):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:<index>, not '{config.device}'")
+    groups["positive"] = (*groups.get("positive", ()), "log_every", "checkpoint_every", "keep_checkpoints")
+    groups["non_negative"] = (*groups.get("non_negative", ()), "train_seed", "eval_seed")
+    for group, names in groups.items():
+        bound, test = RANGES[group]
+        for name in names:
+            value = getattr(config, name)
+            if not all(test(item) for item in (value if isinstance(value, tuple) else [value] * (value is not None))):
+                raise ValueError(f"{name} must be {bound}, not {value}")
 
 
 def set_seed(seed: int, deterministic_torch: bool = False) -> None:
@@ -75,8 +121,11 @@ def set_seed(seed: int, deterministic_torch: bool = False) -> None:
 
 
 def pick_device(device: str) -> torch.device:
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device '{device}' requested but CUDA is not available; use --device cpu or auto")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.startswith("cuda") and int(device[5:] or 0) >= count:
+        raise UserError(
+            f"device '{device}' requested, but this machine has {count} CUDA device(s); use --device cpu or auto"
+        )
     return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
 
 
@@ -91,31 +140,17 @@ class Run:
         self.config, self.stop_signal, self.wandb = config, None, None
         self.sums: Dict[str, Any] = {}  # per metric: the sum of its device tensors since the last flush
         self.counts: Dict[str, int] = {}
+        self.latest: Dict[str, float] = {}  # the newest value of every metric logged: the summary keeps them
+        self.rows = 0  # rows in metrics.jsonl; a checkpoint records how many were written before it
         self.started = self.window_start = time.perf_counter()
-        if config.resume:
-            self.dir = Path(config.resume)
-            if not any((self.dir / "checkpoints").glob("step_*.pt")):
-                raise UserError(f"cannot resume: no checkpoint in {self.dir / 'checkpoints'}")
-        else:
-            tag = Path(config.dataset).stem if config.dataset.endswith((".hdf5", ".h5")) else config.dataset
-            name = f"seed{config.train_seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-            self.dir = Path(config.run_dir or Path("runs", algorithm, tag.replace(":", "_").replace("/", "_"), name))
-            # What a start that failed before its first checkpoint leaves behind may be written over.
-            leftovers = {"config.yaml", "checkpoints", "metrics.jsonl", "wandb_id.txt", "wandb"}
-            failed_start = (
-                (self.dir / "config.yaml").exists()
-                and not any((self.dir / "checkpoints").glob("step_*"))
-                and {path.name for path in self.dir.glob("*")} <= leftovers
-            )
-            if self.dir.exists() and any(self.dir.iterdir()) and not failed_start:
-                raise UserError(
-                    f"run directory {self.dir} already has content; pass --resume {self.dir} to continue it "
-                    "or choose another --run_dir (nothing was overwritten)"
-                )
-            (self.dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-            (self.dir / "metrics.jsonl").unlink(missing_ok=True)
-            with open(self.dir / "config.yaml", "w") as file:
-                pyrallis.dump(config, file)
+        self.config_text = pyrallis.dump(dataclasses.replace(config, resume=None))
+        try:
+            self.dir = self.resume_dir() if config.resume else self.new_dir(algorithm)
+            if self.dir is None:  # a finished run resumed with the same config
+                print(f"run {config.resume} is complete (summary.json); raise its budget to continue it")
+                sys.exit(0)
+        except OSError as error:
+            raise UserError(f"cannot write the run directory ({error}); choose a writable --run_dir") from None
         if config.wandb_mode != "disabled":
             import wandb
 
@@ -127,6 +162,43 @@ class Run:
             self.wandb = wandb.init(**names, id=id_file.read_text(), **settings)
         for number in (signal.SIGINT, signal.SIGTERM):
             signal.signal(number, self._on_signal)
+
+    def new_dir(self, algorithm: str) -> Path:
+        config = self.config
+        tag = Path(config.dataset).stem if config.dataset.endswith((".hdf5", ".h5")) else config.dataset
+        name = f"seed{config.train_seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = Path(config.run_dir or Path("runs", algorithm, tag.replace(":", "_").replace("/", "_"), name))
+        # What a start that failed before its first checkpoint leaves behind may be written over.
+        leftovers = {"config.yaml", "checkpoints", "metrics.jsonl", "wandb_id.txt", "wandb"}
+        failed_start = (
+            (run_dir / "config.yaml").exists()
+            and not any((run_dir / "checkpoints").glob("step_*"))
+            and {path.name for path in run_dir.glob("*")} <= leftovers
+        )
+        if run_dir.exists() and any(run_dir.iterdir()) and not failed_start:
+            raise UserError(
+                f"run directory {run_dir} already has content; pass --resume {run_dir} to continue it "
+                "or choose another --run_dir (nothing was overwritten)"
+            )
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        (run_dir / "config.yaml").write_text(self.config_text)
+        return run_dir
+
+    def resume_dir(self) -> Optional[Path]:
+        """The run directory, or None when the run finished with this very config. A changed config (a larger
+        budget, say) becomes config.yaml; the one it replaces, and the summary it led to, keep their step."""
+        run_dir = Path(self.config.resume)
+        newest = max((run_dir / "checkpoints").glob("step_*.pt"), default=None)
+        if newest is None:
+            raise UserError(f"cannot resume: no checkpoint in {run_dir / 'checkpoints'}")
+        if (run_dir / "config.yaml").read_text() == self.config_text:
+            return None if (run_dir / "summary.json").exists() else run_dir
+        for name in ("config.yaml", "summary.json"):
+            if (run_dir / name).exists():
+                os.replace(run_dir / name, run_dir / name.replace(".", f".{newest.stem}.", 1))
+        (run_dir / "config.yaml").write_text(self.config_text)
+        return run_dir
 
     def _on_signal(self, number: int, frame: Any) -> None:
         if self.stop_signal is not None:  # a second signal stops at once
@@ -142,18 +214,17 @@ class Run:
         if not self.config.resume:
             return None
         newest = max((self.dir / "checkpoints").glob("step_*.pt"))
-        checkpoint = torch.load(newest, map_location=device, weights_only=False)
-        rng = checkpoint["rng"]  # map_location may have moved the generator states: they go back as CPU tensors
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
+        checkpoint = torch.load(newest, map_location=device, weights_only=True)  # runs no code from the file
+        rng = checkpoint["rng"]
+        random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
+        np.random.set_state(("MT19937", rng["numpy"][0].cpu().numpy().astype(np.uint32), *rng["numpy"][1:]))
         torch.set_rng_state(rng["torch"].cpu())
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
+        self.rows, self.latest = checkpoint["metrics_rows"], checkpoint["latest_metrics"]
         metrics_path = self.dir / "metrics.jsonl"  # the loop writes the rows after the checkpoint again
         if metrics_path.exists():
-            rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line]
-            kept = [json.dumps(row) + "\n" for row in rows if row["step"] <= checkpoint["step"]]
-            metrics_path.write_text("".join(kept))
+            metrics_path.write_text("".join(metrics_path.read_text().splitlines(keepends=True)[: self.rows]))
         print(f"resuming {self.dir} from step {checkpoint['step']}")
         return checkpoint
 
@@ -170,9 +241,11 @@ class Run:
         metrics = {f"train/{key}": mean / self.counts[key] for key, mean in zip(self.sums, means)}
         bad = [key for key, value in metrics.items() if not math.isfinite(value)]
         if bad:
+            checkpoints = sorted((self.dir / "checkpoints").glob("step_*.pt"))
+            resume = f"; the newest good checkpoint is {checkpoints[-1]}" if checkpoints else ""
             raise UserError(
-                f"{', '.join(bad)} became non-finite in the updates before step {step}; the newest good checkpoint "
-                f"is in {self.dir / 'checkpoints'}. Lower the learning rates, or check the dataset for extreme values"
+                f"{', '.join(bad)} became non-finite in the updates before step {step}. Likely causes: learning "
+                f"rates too high for this data, or extreme rewards or states in the dataset (try normalising){resume}"
             )
         metrics["train/updates_per_second"] = max(self.counts.values()) / (time.perf_counter() - self.window_start)
         self.sums, self.counts, self.window_start = {}, {}, time.perf_counter()
@@ -181,16 +254,23 @@ class Run:
     def log(self, step: int, metrics: Dict[str, float]) -> None:
         with open(self.dir / "metrics.jsonl", "a") as file:
             file.write(json.dumps({"step": step, **metrics}) + "\n")
+        self.rows += 1
+        self.latest.update(metrics)
         if self.wandb is not None:
             self.wandb.log(metrics, step=step)
 
     def checkpoint(self, step: int, state: Dict[str, Any]) -> None:
-        """checkpoints/step_<step>.pt with the RNG states, written atomically; keeps the newest keep_checkpoints."""
-        rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+        """checkpoints/step_<step>.pt with the RNG states, written atomically; keeps the newest keep_checkpoints.
+
+        Everything in it is a tensor or a plain Python value, so it loads with weights_only=True."""
+        python_rng, numpy_rng = random.getstate(), np.random.get_state()
+        rng = {"python": python_rng, "numpy": [torch.from_numpy(numpy_rng[1].astype(np.int64)), *numpy_rng[2:]]}
+        rng["torch"] = torch.get_rng_state()
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         path = self.dir / "checkpoints" / f"step_{step:09d}.pt"
-        torch.save({"step": step, "rng": rng, **state}, path.with_suffix(".partial"))
+        run_state = {"step": step, "rng": rng, "metrics_rows": self.rows, "latest_metrics": self.latest}
+        torch.save({**run_state, **state}, path.with_suffix(".partial"))
         os.replace(path.with_suffix(".partial"), path)
         for old in sorted(path.parent.glob("step_*.pt"))[: -self.config.keep_checkpoints]:
             old.unlink()
@@ -199,8 +279,14 @@ class Run:
             sys.exit(128 + self.stop_signal)
 
     def finish(self, summary: Dict[str, Any]) -> Dict[str, Any]:
-        """Writes summary.json (with the wall time and the run directory) and closes wandb."""
-        summary = {**summary, "wall_time_s": time.perf_counter() - self.started, "run_dir": str(self.dir)}
+        """Writes summary.json (the newest eval/ metrics, the summary given, the wall time and the run directory)."""
+        newest_eval = {key: value for key, value in self.latest.items() if key.startswith("eval/")}
+        summary = {
+            **newest_eval,
+            **summary,
+            "wall_time_s": time.perf_counter() - self.started,
+            "run_dir": str(self.dir),
+        }
         (self.dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         if self.wandb is not None:
             self.wandb.summary.update(summary)

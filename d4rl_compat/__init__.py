@@ -9,6 +9,6 @@ The training scripts import this package lazily, only for datasets outside D4RL'
 locomotion names, so a script copied alone still trains on locomotion, generated and Minari data.
 """
 
-from d4rl_compat.envs import D4RL_FILES, D4RL_REF_SCORES, d4rl_env_spec, dataset_url, wrap
+from d4rl_compat.envs import D4RL_FILES, D4RL_REF_SCORES, d4rl_env_spec, dataset_url, timeouts_every, wrap
 
-__all__ = ["D4RL_FILES", "D4RL_REF_SCORES", "dataset_url", "d4rl_env_spec", "wrap"]
+__all__ = ["D4RL_FILES", "D4RL_REF_SCORES", "dataset_url", "d4rl_env_spec", "timeouts_every", "wrap"]

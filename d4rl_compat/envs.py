@@ -378,6 +378,18 @@ def dataset_url(name: str) -> str:
     return D4RL_URL_ROOT + D4RL_FILES[name]
 
 
+def timeouts_every(limit: int, terminals: np.ndarray) -> np.ndarray:
+    """D4RL's rule for its files without `timeouts` (the v0 ones): an episode not ended by a terminal
+    ends after `limit` steps (D4RL's `qlearning_dataset` counts steps the same way)."""
+    timeouts, length = np.zeros(len(terminals), bool), 0
+    for index, terminal in enumerate(terminals):
+        length += 1
+        timeouts[index] = length == limit and not terminal
+        if terminal or length == limit:
+            length = 0
+    return timeouts
+
+
 def wrap(env: gym.Env, adapter: str) -> gym.Env:
     """Applies the adapter an env spec names, so the modern env speaks D4RL's observation layout."""
     return ENV_ADAPTERS[adapter](env)

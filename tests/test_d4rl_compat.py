@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from blocks.data import EnvSpec
-from d4rl_compat import D4RL_FILES, d4rl_env_spec, dataset_url
+from d4rl_compat import D4RL_FILES, d4rl_env_spec, dataset_url, timeouts_every
 from d4rl_compat.envs import d4rl_ref_scores
 
 
@@ -166,3 +166,9 @@ def test_name_table_matches_the_reference_file():
 def test_unknown_names_are_rejected():
     with pytest.raises(KeyError, match="not a D4RL dataset name"):
         d4rl_env_spec("hopper-mediun-v2")
+
+
+def test_d4rl_files_without_timeouts_end_episodes_at_the_time_limit_as_d4rl_does():
+    terminals = np.array([0, 0, 1, 0, 0, 0, 0, 0, 0, 0], bool)
+    timeouts = timeouts_every(3, terminals)
+    assert timeouts.tolist() == [False, False, False, False, False, True, False, False, True, False]

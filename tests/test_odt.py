@@ -501,7 +501,7 @@ def test_pretrain_then_online_iterations_and_exact_resume_from_the_online_phase(
             script, hopper_random, tmp_path / "b", *schedule, "--online_iterations", "1", "--checkpoint_every", "50"
         )
     )
-    checkpoint = torch.load(sorted((tmp_path / "b" / "checkpoints").iterdir())[-1], weights_only=False)
+    checkpoint = torch.load(sorted((tmp_path / "b" / "checkpoints").iterdir())[-1], weights_only=True)
     assert checkpoint["step"] == 30 and checkpoint["progress"]["iterations"] == 1
     assert sum("return" in t for t in checkpoint["buffer"]["trajectories"]) >= 1  # online trajectories saved
     resume = ["--resume", str(tmp_path / "b"), "--online_iterations", "3"]
@@ -537,7 +537,7 @@ def test_sigterm_in_the_online_phase_checkpoints_and_the_run_resumes(hopper_rand
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGTERM, stderr
     newest = sorted((run_dir / "checkpoints").iterdir())[-1]  # the other is the end-of-pretraining one
-    checkpoint = torch.load(newest, weights_only=False)
+    checkpoint = torch.load(newest, weights_only=True)
     iterations = checkpoint["progress"]["iterations"]
     assert iterations >= 2 and checkpoint["step"] > 20
     assert sum("return" in t for t in checkpoint["buffer"]["trajectories"]) >= iterations  # online data kept

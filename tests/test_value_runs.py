@@ -48,7 +48,7 @@ def test_offline_script_runs_end_to_end(name, hopper_random, tmp_path):
     assert (
         json.loads((tmp_path / "run" / "summary.json").read_text())["eval/return_mean"] == summary["eval/return_mean"]
     )
-    checkpoint = torch.load(next((tmp_path / "run" / "checkpoints").iterdir()), weights_only=False)
+    checkpoint = torch.load(next((tmp_path / "run" / "checkpoints").iterdir()), weights_only=True)
     if name == "offline/iql":  # cosine decay over max_timesteps reaches 0 at the end
         assert checkpoint["agent"]["actor_optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-12)
 
@@ -79,7 +79,7 @@ def test_finetune_resumed_from_an_online_checkpoint_matches_a_straight_run(name,
     first = SCRIPTS[name].train(tiny_config(name, hopper_random, tmp_path / "b", online_iterations=120, **FINETUNE))
     assert 120 <= first["online_env_steps"] < 250
     script = SCRIPTS[name]
-    checkpoint = torch.load(sorted((tmp_path / "b" / "checkpoints").iterdir())[-1], weights_only=False)
+    checkpoint = torch.load(sorted((tmp_path / "b" / "checkpoints").iterdir())[-1], weights_only=True)
     online = checkpoint["online_buffer"]
     assert len(online["rewards"]) == first["online_env_steps"] > 0  # the online steps are in the checkpoint
     if name == "finetune/cal_ql":  # every online episode got its Monte-Carlo returns (episodes end in a fall here)
@@ -291,7 +291,7 @@ def test_sigterm_in_the_online_phase_checkpoints_and_the_run_resumes(hopper_rand
     assert process.returncode == 128 + signal.SIGTERM, stderr
     offline_end, stopped = sorted((run_dir / "checkpoints").iterdir())  # end of the offline phase, then the signal
     assert offline_end.name == "step_000000020.pt"
-    checkpoint = torch.load(stopped, weights_only=False)
+    checkpoint = torch.load(stopped, weights_only=True)
     assert checkpoint["env_steps"] > 0 and len(checkpoint["online_buffer"]["rewards"]) == checkpoint["env_steps"]
     target = checkpoint["env_steps"] + 30
     result = subprocess.run(

@@ -17,6 +17,7 @@ the regret counts the online ones, fine-tuning step 0 (the switch) included.
 """
 
 import dataclasses
+import difflib
 import functools
 import importlib
 import inspect
@@ -24,6 +25,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import sys
@@ -40,6 +42,7 @@ import pyrallis
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import yaml
 from tqdm import tqdm
 
 
@@ -103,15 +106,17 @@ class TrainConfig:
     keep_checkpoints: int = 2
 
     def __post_init__(self) -> None:
-        check_run_fields(self, ("batch_size", "offline_eval_freq", "online_eval_freq", "n_episodes", "utd_ratio"))
+        networks = ("policy_lr", "qf_lr", "target_update_period", "cql_n_actions", "cql_temp", "actor_hidden_dims")
+        counts = ("batch_size", "offline_eval_freq", "online_eval_freq", "n_episodes", "utd_ratio", "reward_scale")
+        steps = ("offline_iterations", "online_iterations")
+        check_fields(
+            self, positive=(*counts, *networks, "critic_hidden_dims"), open_unit=("discount", "soft_target_update_rate")
+        )
+        check_fields(self, non_negative=(*steps, "alpha_multiplier", "cql_alpha"), below_one=("mixing_ratio",))
         if self.offline_eval_freq % self.log_every or self.checkpoint_every % self.log_every:
             raise ValueError("offline_eval_freq and checkpoint_every must be multiples of log_every")
-        if not 0.0 < self.discount < 1.0:
-            raise ValueError("discount must be in (0, 1)")
-        if self.offline_iterations < 0 or self.online_iterations < 0:
-            raise ValueError("offline_iterations and online_iterations must be >= 0")
-        if self.mixing_ratio is not None and not 0.0 <= self.mixing_ratio < 1.0:
-            raise ValueError("mixing_ratio (the offline share of each batch) must be in [0, 1), or null for one buffer")
+        if self.cql_clip_diff_min > self.cql_clip_diff_max:
+            raise ValueError("cql_clip_diff_min must not exceed cql_clip_diff_max")
 
 
 # === shared block: q_networks (edit blocks/q_networks.py, then run tools/sync_blocks.py) ===
@@ -655,33 +660,76 @@ def run_main(main: Callable[[], Any]) -> None:
 
 def parse_config(config_class: type, args: Optional[List[str]] = None) -> Any:
     """`--config_path x.yaml` plus CLI overrides; `--resume RUN_DIR` re-reads RUN_DIR/config.yaml."""
-    given = sys.argv[1:] if args is None else args  # "--key=value" means "--key value", for --resume too
-    args = [part for arg in given for part in (arg.split("=", 1) if arg.startswith("--") else [arg])]
-    flags, config_path = dict(zip(args, args[1:] + [""])), None
+    joined: List[str] = []  # each "--key value" as "--key=value": argparse then takes "-1e-4" for a value
+    for arg in sys.argv[1:] if args is None else args:
+        if joined and joined[-1].startswith("--") and "=" not in joined[-1] and not arg.startswith("--"):
+            joined[-1] += f"={arg}"
+        else:
+            joined.append(arg)
+    flags, config_path = dict(arg.partition("=")[::2] for arg in joined if arg.startswith("--")), None
     if "--resume" in flags and "--config_path" not in flags:
         config_path = os.path.join(flags["--resume"], "config.yaml")
         if not os.path.isfile(config_path):
             raise UserError(f"cannot resume: {config_path} does not exist (is it a run directory?)")
     if "--config_path" in flags and not os.path.isfile(flags["--config_path"]):
         raise UserError(f"config file not found: '{flags['--config_path']}'")
+    valid = [field.name for field in dataclasses.fields(config_class)]
+    try:
+        with open(flags.get("--config_path") or config_path or os.devnull) as file:
+            yaml_keys = list(yaml.safe_load(file) or {})
+    except (yaml.YAMLError, TypeError) as error:
+        raise UserError(f"the config file is not a YAML mapping of keys to values ({error})") from None
+    for key in [flag[2:] for flag in flags] + yaml_keys:
+        if key not in valid + ["config_path", "help"]:
+            raise UserError(f"unknown config key '{key}'{did_you_mean(key, valid)}. Valid keys: {', '.join(valid)}")
+    for kind in (int, bool):  # pyrallis alone would read 10.5 as 10 and 3 as true
+        pyrallis.decode.register(kind, functools.partial(exactly, kind))
+    pyrallis.parsers.decoding.get_decoding_fn.cache_clear()  # forget decoders cached before these
     # pyrallis re-reads the script's source once per field when a YAML is given (about 2 s a parse): cache it.
     getsource, inspect.getsource = inspect.getsource, functools.lru_cache(inspect.getsource)
     try:
-        return pyrallis.parse(config_class=config_class, config_path=config_path, args=args)
-    except Exception as error:  # pyrallis raises bare Exceptions for YAML keys and values
-        valid = ", ".join(field.name for field in dataclasses.fields(config_class))
-        raise UserError(f"invalid config: {error}. Valid keys of {config_class.__name__}: {valid}") from None
+        return pyrallis.parse(config_class=config_class, config_path=config_path, args=joined)
+    except Exception as error:  # pyrallis raises bare Exceptions for bad values, and __post_init__ ValueErrors
+        raise UserError(f"invalid config: {str(error).strip()}") from None
     finally:
         inspect.getsource = getsource
 
 
-def check_run_fields(config: Any, positive: Tuple[str, ...]) -> None:
-    """Checks every TrainConfig shares, raised in __post_init__ so the message names the field."""
+def exactly(kind: type, value: Any) -> Any:
+    if type(value) is not kind:
+        raise ValueError(f"expected {'an integer' if kind is int else 'true or false'}, got {value!r}")
+    return value
+
+
+def did_you_mean(name: str, options: Any) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.75)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+RANGES = {  # check_fields groups: how each is written in messages, and the test
+    "positive": ("> 0", lambda value: value > 0),
+    "non_negative": (">= 0", lambda value: value >= 0),
+    "below_one": ("in [0, 1)", lambda value: 0 <= value < 1),
+    "open_unit": ("in (0, 1)", lambda value: 0 < value < 1),
+}
+
+
+def check_fields(config: Any, **groups: Tuple[str, ...]) -> None:
+    """Range checks for a TrainConfig's __post_init__ (groups: RANGES), plus the fields every TrainConfig has.
+
+    Tuples are checked element by element and None passes (an optional value left unset)."""
     if config.wandb_mode not in ("offline", "online", "disabled"):
         raise ValueError(f"wandb_mode must be offline, online or disabled, not '{config.wandb_mode}'")
-    for name in ("log_every", "checkpoint_every", "keep_checkpoints", *positive):
-        if getattr(config, name) <= 0:
-            raise ValueError(f"{name} must be positive")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", config.device):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:<index>, not '{config.device}'")
+    groups["positive"] = (*groups.get("positive", ()), "log_every", "checkpoint_every", "keep_checkpoints")
+    groups["non_negative"] = (*groups.get("non_negative", ()), "train_seed", "eval_seed")
+    for group, names in groups.items():
+        bound, test = RANGES[group]
+        for name in names:
+            value = getattr(config, name)
+            if not all(test(item) for item in (value if isinstance(value, tuple) else [value] * (value is not None))):
+                raise ValueError(f"{name} must be {bound}, not {value}")
 
 
 def set_seed(seed: int, deterministic_torch: bool = False) -> None:
@@ -692,8 +740,11 @@ def set_seed(seed: int, deterministic_torch: bool = False) -> None:
 
 
 def pick_device(device: str) -> torch.device:
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device '{device}' requested but CUDA is not available; use --device cpu or auto")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.startswith("cuda") and int(device[5:] or 0) >= count:
+        raise UserError(
+            f"device '{device}' requested, but this machine has {count} CUDA device(s); use --device cpu or auto"
+        )
     return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
 
 
@@ -708,31 +759,17 @@ class Run:
         self.config, self.stop_signal, self.wandb = config, None, None
         self.sums: Dict[str, Any] = {}  # per metric: the sum of its device tensors since the last flush
         self.counts: Dict[str, int] = {}
+        self.latest: Dict[str, float] = {}  # the newest value of every metric logged: the summary keeps them
+        self.rows = 0  # rows in metrics.jsonl; a checkpoint records how many were written before it
         self.started = self.window_start = time.perf_counter()
-        if config.resume:
-            self.dir = Path(config.resume)
-            if not any((self.dir / "checkpoints").glob("step_*.pt")):
-                raise UserError(f"cannot resume: no checkpoint in {self.dir / 'checkpoints'}")
-        else:
-            tag = Path(config.dataset).stem if config.dataset.endswith((".hdf5", ".h5")) else config.dataset
-            name = f"seed{config.train_seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-            self.dir = Path(config.run_dir or Path("runs", algorithm, tag.replace(":", "_").replace("/", "_"), name))
-            # What a start that failed before its first checkpoint leaves behind may be written over.
-            leftovers = {"config.yaml", "checkpoints", "metrics.jsonl", "wandb_id.txt", "wandb"}
-            failed_start = (
-                (self.dir / "config.yaml").exists()
-                and not any((self.dir / "checkpoints").glob("step_*"))
-                and {path.name for path in self.dir.glob("*")} <= leftovers
-            )
-            if self.dir.exists() and any(self.dir.iterdir()) and not failed_start:
-                raise UserError(
-                    f"run directory {self.dir} already has content; pass --resume {self.dir} to continue it "
-                    "or choose another --run_dir (nothing was overwritten)"
-                )
-            (self.dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-            (self.dir / "metrics.jsonl").unlink(missing_ok=True)
-            with open(self.dir / "config.yaml", "w") as file:
-                pyrallis.dump(config, file)
+        self.config_text = pyrallis.dump(dataclasses.replace(config, resume=None))
+        try:
+            self.dir = self.resume_dir() if config.resume else self.new_dir(algorithm)
+            if self.dir is None:  # a finished run resumed with the same config
+                print(f"run {config.resume} is complete (summary.json); raise its budget to continue it")
+                sys.exit(0)
+        except OSError as error:
+            raise UserError(f"cannot write the run directory ({error}); choose a writable --run_dir") from None
         if config.wandb_mode != "disabled":
             import wandb
 
@@ -744,6 +781,43 @@ class Run:
             self.wandb = wandb.init(**names, id=id_file.read_text(), **settings)
         for number in (signal.SIGINT, signal.SIGTERM):
             signal.signal(number, self._on_signal)
+
+    def new_dir(self, algorithm: str) -> Path:
+        config = self.config
+        tag = Path(config.dataset).stem if config.dataset.endswith((".hdf5", ".h5")) else config.dataset
+        name = f"seed{config.train_seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = Path(config.run_dir or Path("runs", algorithm, tag.replace(":", "_").replace("/", "_"), name))
+        # What a start that failed before its first checkpoint leaves behind may be written over.
+        leftovers = {"config.yaml", "checkpoints", "metrics.jsonl", "wandb_id.txt", "wandb"}
+        failed_start = (
+            (run_dir / "config.yaml").exists()
+            and not any((run_dir / "checkpoints").glob("step_*"))
+            and {path.name for path in run_dir.glob("*")} <= leftovers
+        )
+        if run_dir.exists() and any(run_dir.iterdir()) and not failed_start:
+            raise UserError(
+                f"run directory {run_dir} already has content; pass --resume {run_dir} to continue it "
+                "or choose another --run_dir (nothing was overwritten)"
+            )
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        (run_dir / "config.yaml").write_text(self.config_text)
+        return run_dir
+
+    def resume_dir(self) -> Optional[Path]:
+        """The run directory, or None when the run finished with this very config. A changed config (a larger
+        budget, say) becomes config.yaml; the one it replaces, and the summary it led to, keep their step."""
+        run_dir = Path(self.config.resume)
+        newest = max((run_dir / "checkpoints").glob("step_*.pt"), default=None)
+        if newest is None:
+            raise UserError(f"cannot resume: no checkpoint in {run_dir / 'checkpoints'}")
+        if (run_dir / "config.yaml").read_text() == self.config_text:
+            return None if (run_dir / "summary.json").exists() else run_dir
+        for name in ("config.yaml", "summary.json"):
+            if (run_dir / name).exists():
+                os.replace(run_dir / name, run_dir / name.replace(".", f".{newest.stem}.", 1))
+        (run_dir / "config.yaml").write_text(self.config_text)
+        return run_dir
 
     def _on_signal(self, number: int, frame: Any) -> None:
         if self.stop_signal is not None:  # a second signal stops at once
@@ -759,18 +833,17 @@ class Run:
         if not self.config.resume:
             return None
         newest = max((self.dir / "checkpoints").glob("step_*.pt"))
-        checkpoint = torch.load(newest, map_location=device, weights_only=False)
-        rng = checkpoint["rng"]  # map_location may have moved the generator states: they go back as CPU tensors
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
+        checkpoint = torch.load(newest, map_location=device, weights_only=True)  # runs no code from the file
+        rng = checkpoint["rng"]
+        random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
+        np.random.set_state(("MT19937", rng["numpy"][0].cpu().numpy().astype(np.uint32), *rng["numpy"][1:]))
         torch.set_rng_state(rng["torch"].cpu())
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
+        self.rows, self.latest = checkpoint["metrics_rows"], checkpoint["latest_metrics"]
         metrics_path = self.dir / "metrics.jsonl"  # the loop writes the rows after the checkpoint again
         if metrics_path.exists():
-            rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line]
-            kept = [json.dumps(row) + "\n" for row in rows if row["step"] <= checkpoint["step"]]
-            metrics_path.write_text("".join(kept))
+            metrics_path.write_text("".join(metrics_path.read_text().splitlines(keepends=True)[: self.rows]))
         print(f"resuming {self.dir} from step {checkpoint['step']}")
         return checkpoint
 
@@ -787,9 +860,11 @@ class Run:
         metrics = {f"train/{key}": mean / self.counts[key] for key, mean in zip(self.sums, means)}
         bad = [key for key, value in metrics.items() if not math.isfinite(value)]
         if bad:
+            checkpoints = sorted((self.dir / "checkpoints").glob("step_*.pt"))
+            resume = f"; the newest good checkpoint is {checkpoints[-1]}" if checkpoints else ""
             raise UserError(
-                f"{', '.join(bad)} became non-finite in the updates before step {step}; the newest good checkpoint "
-                f"is in {self.dir / 'checkpoints'}. Lower the learning rates, or check the dataset for extreme values"
+                f"{', '.join(bad)} became non-finite in the updates before step {step}. Likely causes: learning "
+                f"rates too high for this data, or extreme rewards or states in the dataset (try normalising){resume}"
             )
         metrics["train/updates_per_second"] = max(self.counts.values()) / (time.perf_counter() - self.window_start)
         self.sums, self.counts, self.window_start = {}, {}, time.perf_counter()
@@ -798,16 +873,23 @@ class Run:
     def log(self, step: int, metrics: Dict[str, float]) -> None:
         with open(self.dir / "metrics.jsonl", "a") as file:
             file.write(json.dumps({"step": step, **metrics}) + "\n")
+        self.rows += 1
+        self.latest.update(metrics)
         if self.wandb is not None:
             self.wandb.log(metrics, step=step)
 
     def checkpoint(self, step: int, state: Dict[str, Any]) -> None:
-        """checkpoints/step_<step>.pt with the RNG states, written atomically; keeps the newest keep_checkpoints."""
-        rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+        """checkpoints/step_<step>.pt with the RNG states, written atomically; keeps the newest keep_checkpoints.
+
+        Everything in it is a tensor or a plain Python value, so it loads with weights_only=True."""
+        python_rng, numpy_rng = random.getstate(), np.random.get_state()
+        rng = {"python": python_rng, "numpy": [torch.from_numpy(numpy_rng[1].astype(np.int64)), *numpy_rng[2:]]}
+        rng["torch"] = torch.get_rng_state()
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         path = self.dir / "checkpoints" / f"step_{step:09d}.pt"
-        torch.save({"step": step, "rng": rng, **state}, path.with_suffix(".partial"))
+        run_state = {"step": step, "rng": rng, "metrics_rows": self.rows, "latest_metrics": self.latest}
+        torch.save({**run_state, **state}, path.with_suffix(".partial"))
         os.replace(path.with_suffix(".partial"), path)
         for old in sorted(path.parent.glob("step_*.pt"))[: -self.config.keep_checkpoints]:
             old.unlink()
@@ -816,8 +898,14 @@ class Run:
             sys.exit(128 + self.stop_signal)
 
     def finish(self, summary: Dict[str, Any]) -> Dict[str, Any]:
-        """Writes summary.json (with the wall time and the run directory) and closes wandb."""
-        summary = {**summary, "wall_time_s": time.perf_counter() - self.started, "run_dir": str(self.dir)}
+        """Writes summary.json (the newest eval/ metrics, the summary given, the wall time and the run directory)."""
+        newest_eval = {key: value for key, value in self.latest.items() if key.startswith("eval/")}
+        summary = {
+            **newest_eval,
+            **summary,
+            "wall_time_s": time.perf_counter() - self.started,
+            "run_dir": str(self.dir),
+        }
         (self.dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         if self.wandb is not None:
             self.wandb.summary.update(summary)
@@ -884,7 +972,7 @@ class Dataset:
     terminals: np.ndarray  # (N,) bool
     timeouts: np.ndarray  # (N,) bool
     env: EnvSpec
-    extras: Dict[str, np.ndarray] = field(default_factory=dict)  # next_observations, infos/goal_achieved
+    extras: Dict[str, np.ndarray] = field(default_factory=dict)  # next_observations, where the file has them
 
 
 def d4rl_compat(name: str) -> Any:
@@ -903,9 +991,10 @@ def load_dataset(name: str, allow_download: bool = True) -> Dataset:
     if name.startswith("minari:"):
         dataset = load_minari(name.removeprefix("minari:"), allow_download)
     elif name.endswith((".hdf5", ".h5")) or os.path.sep in name:
+        how = "regenerate it with `python -m d4rl_compat.generate` (or copy it again)"
         if not os.path.isfile(name):
             raise UserError(f"dataset file {name} does not exist; write one with `python -m d4rl_compat.generate`")
-        arrays, meta = read_hdf5(Path(name))
+        arrays, meta = read_hdf5(Path(name), how)
         if "env_id" not in meta:
             raise UserError(
                 f"{name} has no metadata/env_id, so its evaluation env is unknown; write metadata/env_id "
@@ -924,13 +1013,18 @@ def load_dataset(name: str, allow_download: bool = True) -> Dataset:
             fields = d4rl_compat(name).d4rl_env_spec(name)
             url, env = d4rl_compat(name).dataset_url(name), EnvSpec(**{k: v for k, v in fields.items() if k != "note"})
         else:
+            names = [f"{d}-{level}-v2" for d in LOCOMOTION for level in LOCOMOTION_LEVELS]
+            try:
+                names += list(importlib.import_module("d4rl_compat").D4RL_FILES)
+            except ImportError:
+                pass  # suggestions from the locomotion names alone
             raise UserError(
-                f"unknown dataset '{name}': not a D4RL name (e.g. hopper-medium-v2), not 'minari:<dataset id>' "
-                "and not a path to an .hdf5 file"
+                f"unknown dataset '{name}'{did_you_mean(name, names)}: not a D4RL name (e.g. hopper-medium-v2), "
+                "not 'minari:<dataset id>' and not a path to an .hdf5 file"
             )
         path = Path(os.environ.get("D4RL_DATASET_DIR", "~/.d4rl/datasets")).expanduser() / os.path.basename(url)
+        how = f"download it with `curl -L --create-dirs -o {path} {url}`, or set D4RL_DATASET_DIR to its folder"
         if not path.exists():
-            how = f"download it with `curl -L --create-dirs -o {path} {url}`, or set D4RL_DATASET_DIR to its folder"
             if not allow_download:
                 raise UserError(f"D4RL dataset '{name}' not found at {path} (downloads are off); {how}")
             partial = path.with_suffix(".partial")  # an interrupted or wrong download never takes the name
@@ -946,14 +1040,17 @@ def load_dataset(name: str, allow_download: bool = True) -> Dataset:
                 partial.unlink()
                 raise UserError(f"downloading {url} gave something other than hdf5 (removed); {how}")
             os.replace(partial, path)
-        dataset = make_dataset(name, read_hdf5(path)[0], env)
+        arrays = read_hdf5(path, how)[0]
+        if "timeouts" not in arrays:  # D4RL's own rule for its files without them (v0)
+            arrays["timeouts"] = d4rl_compat(name).timeouts_every(env.max_episode_steps, arrays["terminals"])
+        dataset = make_dataset(name, arrays, env)
     validate_dataset(dataset)
     return dataset
 
 
-def read_hdf5(path: Path) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
-    """The flat arrays and the `metadata/` group of a D4RL-format file."""
-    keys = ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations", "infos/goal_achieved")
+def read_hdf5(path: Path, how: str = "write or fetch it again") -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
+    """The flat arrays and the `metadata/` group of a D4RL-format file; `how`: how to get the file again."""
+    keys = ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations")
     try:
         with h5py.File(path, "r") as file:
             if any(key not in file for key in keys[:4]):
@@ -961,7 +1058,9 @@ def read_hdf5(path: Path) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
             arrays = {key: file[key][()] for key in keys if key in file}
             meta = {key: value[()] for key, value in file["metadata"].items()} if "metadata" in file else {}
     except OSError as error:
-        raise UserError(f"cannot read {path} as hdf5 ({error})") from None
+        raise UserError(
+            f"cannot read {path} ({error}): the file is truncated or corrupt; delete it and {how}"
+        ) from None
     return arrays, {key: value.decode() if isinstance(value, bytes) else value for key, value in meta.items()}
 
 
@@ -973,8 +1072,9 @@ def load_minari(dataset_id: str, allow_download: bool) -> Dataset:
     except Exception as error:  # minari raises several types for a missing or unreachable dataset
         store = os.environ.get("MINARI_DATASETS_PATH", "~/.minari/datasets")
         raise UserError(
-            f"Minari dataset '{dataset_id}' could not be loaded from {store} ({error}); "
-            f"download it with `minari download {dataset_id}` on a machine with network"
+            f"Minari dataset '{dataset_id}' could not be loaded from {store} ({error})"
+            f"{did_you_mean(dataset_id, minari.list_local_datasets())}; download it with "
+            f"`minari download {dataset_id}` on a machine with network"
         ) from None
     episodes = list(source.iterate_episodes())
     if episodes and isinstance(episodes[0].observations, dict):
@@ -991,15 +1091,27 @@ def load_minari(dataset_id: str, allow_download: bool) -> Dataset:
 
 
 def make_dataset(name: str, arrays: Dict[str, np.ndarray], env: EnvSpec) -> Dataset:
+    if "timeouts" not in arrays:
+        raise UserError(
+            f"dataset '{name}' has no 'timeouts' array. Without it the end of an episode cut by the time limit "
+            "looks like the start of the next, and episodes would merge: write 'timeouts' (true at each "
+            "time-limit end) into the file"
+        )
     count = len(arrays["observations"])
     if any(len(values) != count for values in arrays.values()):
         raise UserError(f"dataset '{name}': arrays of different lengths { ({k: len(v) for k, v in arrays.items()}) }")
     observations, actions = (arrays[key].astype(np.float32).reshape(count, -1) for key in ("observations", "actions"))
     rewards = arrays["rewards"].astype(np.float32).reshape(count)
-    terminals, timeouts = (
-        arrays.get(key, np.zeros(count)).astype(bool).reshape(count) for key in ("terminals", "timeouts")
-    )
-    extras = {key: arrays[key] for key in ("next_observations", "infos/goal_achieved") if key in arrays}
+    for key in ("terminals", "timeouts"):
+        if not np.isin(arrays[key], (0, 1)).all():
+            raise UserError(f"dataset '{name}': '{key}' must hold only 0/1 (or booleans), one per transition")
+    terminals, timeouts = (arrays[key].astype(bool).reshape(count) for key in ("terminals", "timeouts"))
+    extras = {key: arrays[key].reshape(count, -1) for key in ("next_observations",) if key in arrays}
+    if extras and extras["next_observations"].shape != observations.shape:
+        raise UserError(
+            f"dataset '{name}': next_observations of shape {extras['next_observations'].shape}, "
+            f"observations {observations.shape}"
+        )
     return Dataset(name, observations, actions, rewards, terminals, timeouts, env, extras)
 
 
@@ -1007,6 +1119,8 @@ def validate_dataset(dataset: Dataset) -> None:
     """Rejects NaN/inf values and shapes that do not match the evaluation env."""
     arrays = {"observations": dataset.observations, "actions": dataset.actions, "rewards": dataset.rewards}
     for key, values in {**arrays, **dataset.extras}.items():
+        if not np.issubdtype(values.dtype, np.number):
+            raise UserError(f"dataset '{dataset.name}': '{key}' holds {values.dtype} values, not numbers")
         bad = ~np.isfinite(values.reshape(len(values), -1).astype(np.float64)).all(axis=1)
         if bad.any():
             raise UserError(
