@@ -166,3 +166,14 @@ def test_a_start_that_failed_before_its_first_checkpoint_does_not_block_the_next
     second.checkpoint(5, {})
     with pytest.raises(UserError, match="already has content; pass --resume"):  # a checkpoint is never written over
         Run(Config(run_dir=str(tmp_path / "run")), "algo")
+
+
+def test_a_checkpoint_that_needs_pickle_is_refused_not_run(tmp_path):
+    config = Config(run_dir=str(tmp_path / "run"))
+    run = Run(config, "algo")
+    run.checkpoint(10, {"weights": torch.ones(2)})
+    assert torch.load(run.dir / "checkpoints" / "step_000000010.pt", weights_only=True)["step"] == 10
+    torch.save({"step": 20, "payload": np.arange(3)}, run.dir / "checkpoints" / "step_000000020.pt")  # a numpy object
+    resumed = Run(Config(resume=str(run.dir), learning_rate=0.5), "algo")
+    with pytest.raises(UserError, match="step_000000020.pt: not a checkpoint this script writes"):
+        resumed.restore(torch.device("cpu"))

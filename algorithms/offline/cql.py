@@ -18,6 +18,7 @@ import inspect
 import json
 import math
 import os
+import pickle
 import random
 import re
 import shutil
@@ -661,14 +662,19 @@ class Run:
         if not self.config.resume:
             return None
         newest = max((self.dir / "checkpoints").glob("step_*.pt"))
-        checkpoint = torch.load(newest, map_location=device, weights_only=True)  # runs no code from the file
-        rng = checkpoint["rng"]
+        try:  # weights_only: tensors and plain values only, so loading runs no code from the file
+            checkpoint = torch.load(newest, map_location=device, weights_only=True)
+            rng, self.rows, self.latest = checkpoint["rng"], checkpoint["metrics_rows"], checkpoint["latest_metrics"]
+        except (pickle.UnpicklingError, RuntimeError, KeyError) as error:
+            raise UserError(
+                f"cannot resume from {newest}: not a checkpoint this script writes ({error}); move it away to resume "
+                "from the one before, or start a new run"
+            ) from None
         random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
         np.random.set_state(("MT19937", rng["numpy"][0].cpu().numpy().astype(np.uint32), *rng["numpy"][1:]))
         torch.set_rng_state(rng["torch"].cpu())
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
-        self.rows, self.latest = checkpoint["metrics_rows"], checkpoint["latest_metrics"]
         metrics_path = self.dir / "metrics.jsonl"  # the loop writes the rows after the checkpoint again
         if metrics_path.exists():
             metrics_path.write_text("".join(metrics_path.read_text().splitlines(keepends=True)[: self.rows]))
