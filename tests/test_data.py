@@ -16,6 +16,7 @@ from blocks.data import (
     EnvSpec,
     episode_bounds,
     load_dataset,
+    make_dataset,
     read_hdf5,
     state_stats,
     step_success,
@@ -259,3 +260,14 @@ def test_missing_minari_dataset_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     with pytest.raises(UserError, match="minari download mujoco/hopper/medium-v0"):
         load_dataset("minari:mujoco/hopper/medium-v0", allow_download=False)
+
+
+def test_non_numeric_arrays_and_non_binary_ends_are_named(hopper_random, tmp_path):
+    arrays = dict(read_hdf5(hopper_random)[0])
+    spec = EnvSpec("Hopper-v5", {}, 1000)
+    with pytest.raises(UserError, match="'rewards' holds <U"):
+        make_dataset("x", {**arrays, "rewards": arrays["rewards"].astype(str)}, spec)
+    with pytest.raises(UserError, match="'terminals' must hold only 0/1"):
+        make_dataset("x", {**arrays, "terminals": arrays["terminals"] * 2.0 + 0.5}, spec)
+    with pytest.raises(UserError, match="next_observations of shape"):
+        make_dataset("x", {**arrays, "next_observations": arrays["next_observations"][:, :3]}, spec)

@@ -15,17 +15,17 @@ import pytest
 
 from conftest import ROOT
 
-LINE_LIMITS = {  # measured 984, 929, 1002, 1341, 1378, 1113, 1174, 1052 (after the reliability fixes)
-    "offline/dt.py": 984,
-    "offline/iql.py": 929,
-    "offline/cql.py": 1002,
-    "finetune/odt.py": 1341,
-    "finetune/odt_td3.py": 1378,
-    "finetune/cql.py": 1113,
-    "finetune/cal_ql.py": 1174,
-    "finetune/iql.py": 1052,
+LINE_LIMITS = {  # measured 985, 930, 1003, 1342, 1379, 1114, 1175, 1053 (after the reliability fixes)
+    "offline/dt.py": 985,
+    "offline/iql.py": 930,
+    "offline/cql.py": 1003,
+    "finetune/odt.py": 1342,
+    "finetune/odt_td3.py": 1379,
+    "finetune/cql.py": 1114,
+    "finetune/cal_ql.py": 1175,
+    "finetune/iql.py": 1053,
 }
-PLUMBING_LIMIT = 520  # lines of the runtime and data blocks in one script (measured 520)
+PLUMBING_LIMIT = 521  # lines of the runtime and data blocks in one script (measured 521)
 PLUMBING = ("runtime", "data")
 BEGIN = re.compile(r"^# === shared block: (\w+) ")
 END = re.compile(r"^# === end shared block: (\w+) ===$")

@@ -1307,6 +1307,9 @@ def make_dataset(name: str, arrays: Dict[str, np.ndarray], env: EnvSpec) -> Data
             "looks like the start of the next, and episodes would merge: write 'timeouts' (true at each "
             "time-limit end) into the file"
         )
+    for key in ("observations", "actions", "rewards", "next_observations"):
+        if key in arrays and not np.issubdtype(arrays[key].dtype, np.number):
+            raise UserError(f"dataset '{name}': '{key}' holds {arrays[key].dtype} values, not numbers")
     count = len(arrays["observations"])
     if any(len(values) != count for values in arrays.values()):
         raise UserError(f"dataset '{name}': arrays of different lengths { ({k: len(v) for k, v in arrays.items()}) }")
@@ -1329,8 +1332,6 @@ def validate_dataset(dataset: Dataset) -> None:
     """Rejects NaN/inf values and shapes that do not match the evaluation env."""
     arrays = {"observations": dataset.observations, "actions": dataset.actions, "rewards": dataset.rewards}
     for key, values in {**arrays, **dataset.extras}.items():
-        if not np.issubdtype(values.dtype, np.number):
-            raise UserError(f"dataset '{dataset.name}': '{key}' holds {values.dtype} values, not numbers")
         bad = ~np.isfinite(values.reshape(len(values), -1).astype(np.float64)).all(axis=1)
         if bad.any():
             raise UserError(
