@@ -15,15 +15,15 @@ import pytest
 
 from conftest import ROOT
 
-LINE_LIMITS = {  # measured 985, 930, 1003, 1342, 1379, 1114, 1175, 1053 (after the reliability fixes)
+LINE_LIMITS = {  # measured 985, 926, 1001, 1342, 1377, 1114, 1175, 1050 (after the reliability fixes)
     "offline/dt.py": 985,
-    "offline/iql.py": 930,
-    "offline/cql.py": 1003,
+    "offline/iql.py": 926,
+    "offline/cql.py": 1001,
     "finetune/odt.py": 1342,
-    "finetune/odt_td3.py": 1379,
+    "finetune/odt_td3.py": 1377,
     "finetune/cql.py": 1114,
     "finetune/cal_ql.py": 1175,
-    "finetune/iql.py": 1053,
+    "finetune/iql.py": 1050,
 }
 PLUMBING_LIMIT = 521  # lines of the runtime and data blocks in one script (measured 521)
 PLUMBING = ("runtime", "data")
@@ -79,7 +79,7 @@ def test_synced_plumbing_is_a_small_share_of_the_scripts():
         algorithm += sum(value for name, value in counts.items() if name not in PLUMBING)
         assert sum(counts.get(name, 0) for name in PLUMBING) <= PLUMBING_LIMIT, script
     print(f"plumbing {plumbing / total:.1%}, shared algorithm blocks {algorithm / total:.1%} of {total} lines")
-    assert plumbing / total <= 0.465 and (plumbing + algorithm) / total <= 0.755  # measured 46.4% and 75.3%
+    assert plumbing / total <= 0.465 and (plumbing + algorithm) / total <= 0.755  # measured 46.5% and 75.4%
 
 
 def test_odt_and_odt_td3_differ_only_in_the_method():

@@ -110,10 +110,10 @@ class TrainConfig:
         networks = ("policy_lr", "qf_lr", "target_update_period", "cql_n_actions", "cql_temp", "actor_hidden_dims")
         counts = ("batch_size", "offline_eval_freq", "online_eval_freq", "n_episodes", "utd_ratio", "reward_scale")
         steps = ("offline_iterations", "online_iterations")
-        check_fields(
-            self, positive=(*counts, *networks, "critic_hidden_dims"), open_unit=("discount", "soft_target_update_rate")
-        )
-        check_fields(self, non_negative=(*steps, "alpha_multiplier", "cql_alpha"), below_one=("mixing_ratio",))
+        rates = ("discount", "soft_target_update_rate")
+        weights = (*steps, "alpha_multiplier", "cql_alpha")
+        positive = (*counts, *networks, "critic_hidden_dims")
+        check_fields(self, positive=positive, non_negative=weights, below_one=("mixing_ratio",), open_unit=rates)
         if self.offline_eval_freq % self.log_every or self.checkpoint_every % self.log_every:
             raise ValueError("offline_eval_freq and checkpoint_every must be multiples of log_every")
         if self.cql_clip_diff_min > self.cql_clip_diff_max:

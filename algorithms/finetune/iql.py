@@ -90,12 +90,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         counts = ("batch_size", "offline_eval_freq", "online_eval_freq", "n_episodes", "utd_ratio", "reward_scale")
         steps = ("offline_iterations", "online_iterations")
-        check_fields(
-            self,
-            positive=(*counts, "actor_lr", "qf_lr", "vf_lr", "beta", "actor_hidden_dims", "critic_hidden_dims"),
-            open_unit=("discount", "tau", "iql_tau"),
-        )
-        check_fields(self, non_negative=steps, below_one=("actor_dropout", "mixing_ratio"))
+        positive = (*counts, "actor_lr", "qf_lr", "vf_lr", "beta", "actor_hidden_dims", "critic_hidden_dims")
+        fractions, rates = ("actor_dropout", "mixing_ratio"), ("discount", "tau", "iql_tau")
+        check_fields(self, positive=positive, non_negative=steps, below_one=fractions, open_unit=rates)
         if self.offline_eval_freq % self.log_every or self.checkpoint_every % self.log_every:
             raise ValueError("offline_eval_freq and checkpoint_every must be multiples of log_every")
 

@@ -116,8 +116,8 @@ class TrainConfig:
         rates = ("learning_rate", "eps", "clip_grad", "eval_episodes", "eval_every", "max_online_transitions")
         dropouts = ("attention_dropout", "residual_dropout", "embedding_dropout")
         steps = ("pretrain_steps", "online_iterations", "online_trajectories", "online_transitions", "weight_decay")
+        rates += ("init_temperature", "temperature_learning_rate")
         check_fields(self, positive=(*model, *counts, *rates), below_one=dropouts, non_negative=steps)
-        check_fields(self, positive=("init_temperature", "temperature_learning_rate"))
         if self.online_trajectories == 0 and self.online_transitions == 0:
             raise ValueError("online_trajectories and online_transitions cannot both be 0")
         if self.eval_every % self.log_every or self.checkpoint_every % self.log_every:

@@ -1,16 +1,14 @@
 """ODT+TD3 (Yan, Schwing, Wang, NeurIPS 2024, https://arxiv.org/abs/2410.24108): online fine-tuning of a
 Decision Transformer with TD3 gradients, in one file.
 
-A deterministic DT actor is pretrained on offline trajectories, then fine-tuned online: each
-iteration rolls out the actor (conditioned on online_rtg, plus exploration noise), adds the
-trajectories to a FIFO trajectory buffer, and takes updates_per_iteration gradient batches.
-The actor loss is supervised_coef * MSE(DT(context), a) + alpha * (-Q1(s, DT(context))): the
-critic supplies the local improvement direction that return conditioning alone lacks when the
-offline data is low-return. Twin critics on (state, action) with clipped double-Q targets,
-target policy smoothing on a Polyak copy of the whole DT, delayed actor updates; the critic
-trains during pretraining even when pretrain_alpha is 0. alpha = 0 gives the supervised (ODT
-without entropy) baseline, supervised_coef = 0 the TD3 baseline; as in the official code, every
-variant is pretrained with the supervised loss (pretrain_supervised_coef = 1).
+A deterministic DT actor is pretrained on offline trajectories, then fine-tuned online: each iteration rolls out the
+actor (conditioned on online_rtg, plus exploration noise), adds the trajectories to a FIFO trajectory buffer, and
+takes updates_per_iteration gradient batches. The actor loss is supervised_coef * MSE(DT(context), a) + alpha *
+(-Q1(s, DT(context))): the critic supplies the local improvement direction that return conditioning alone lacks when
+the offline data is low-return. Twin critics on (state, action) with clipped double-Q targets, target policy smoothing
+on a Polyak copy of the whole DT, delayed actor updates; the critic trains during pretraining even when pretrain_alpha
+is 0. alpha = 0 gives the supervised (ODT without entropy) baseline, supervised_coef = 0 the TD3 baseline; as in the
+official code, every variant is pretrained with the supervised loss (pretrain_supervised_coef = 1).
 
     python algorithms/finetune/odt_td3.py --config_path configs/finetune/odt_td3/hopper/random_v2.yaml
 
@@ -132,11 +130,11 @@ class TrainConfig:
         rates = ("learning_rate", "eps", "clip_grad", "eval_episodes", "eval_every", "max_online_transitions")
         dropouts = ("attention_dropout", "residual_dropout", "embedding_dropout")
         steps = ("pretrain_steps", "online_iterations", "online_trajectories", "online_transitions", "weight_decay")
-        check_fields(self, positive=(*model, *counts, *rates), below_one=dropouts, non_negative=steps)
-        critic = ("critic_learning_rate", "critic_hidden_dim", "critic_reward_scale", "policy_freq")
+        rates += ("critic_learning_rate", "critic_hidden_dim", "critic_reward_scale", "policy_freq")
         weights = ("alpha", "pretrain_alpha", "supervised_coef", "pretrain_supervised_coef", "critic_weight_decay")
-        weights += ("policy_noise", "noise_clip", "exploration_noise")
-        check_fields(self, positive=critic, non_negative=weights, open_unit=("gamma", "tau"))
+        steps += (*weights, "policy_noise", "noise_clip", "exploration_noise")
+        positive = (*model, *counts, *rates)
+        check_fields(self, positive=positive, below_one=dropouts, non_negative=steps, open_unit=("gamma", "tau"))
         if self.online_trajectories == 0 and self.online_transitions == 0:
             raise ValueError("online_trajectories and online_transitions cannot both be 0")
         if self.eval_every % self.log_every or self.checkpoint_every % self.log_every:

@@ -95,10 +95,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         networks = ("policy_lr", "qf_lr", "target_update_period", "cql_n_actions", "cql_temp", "actor_hidden_dims")
         counts = ("batch_size", "max_timesteps", "eval_freq", "n_episodes", "reward_scale")
-        check_fields(
-            self, positive=(*counts, *networks, "critic_hidden_dims"), open_unit=("discount", "soft_target_update_rate")
-        )
-        check_fields(self, non_negative=("alpha_multiplier", "cql_alpha"))
+        rates, positive = ("discount", "soft_target_update_rate"), (*counts, *networks, "critic_hidden_dims")
+        check_fields(self, positive=positive, non_negative=("alpha_multiplier", "cql_alpha"), open_unit=rates)
         if self.eval_freq % self.log_every or self.checkpoint_every % self.log_every:
             raise ValueError("eval_freq and checkpoint_every must be multiples of log_every")
         if self.cql_clip_diff_min > self.cql_clip_diff_max:

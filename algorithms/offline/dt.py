@@ -93,8 +93,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         model = ("embedding_dim", "num_layers", "num_heads", "seq_len", "episode_len", "max_action", "reward_scale")
         counts = ("batch_size", "update_steps", "warmup_steps", "eval_episodes", "eval_every", "learning_rate")
-        check_fields(self, positive=(*model, *counts, "clip_grad"), non_negative=("weight_decay",))
-        check_fields(self, below_one=("attention_dropout", "residual_dropout", "embedding_dropout", "betas"))
+        fractions = ("attention_dropout", "residual_dropout", "embedding_dropout", "betas")
+        check_fields(self, positive=(*model, *counts, "clip_grad"), non_negative=("weight_decay",), below_one=fractions)
         if self.eval_every % self.log_every or self.checkpoint_every % self.log_every:
             raise ValueError("eval_every and checkpoint_every must be multiples of log_every")
         if self.activation not in ("relu", "gelu"):

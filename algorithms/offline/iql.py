@@ -82,12 +82,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         counts = ("batch_size", "max_timesteps", "eval_freq", "n_episodes", "reward_scale")
-        check_fields(
-            self,
-            positive=(*counts, "actor_lr", "qf_lr", "vf_lr", "beta", "actor_hidden_dims", "critic_hidden_dims"),
-            open_unit=("discount", "tau", "iql_tau"),
-        )
-        check_fields(self, below_one=("actor_dropout",))
+        positive = (*counts, "actor_lr", "qf_lr", "vf_lr", "beta", "actor_hidden_dims", "critic_hidden_dims")
+        check_fields(self, positive=positive, below_one=("actor_dropout",), open_unit=("discount", "tau", "iql_tau"))
         if self.eval_freq % self.log_every or self.checkpoint_every % self.log_every:
             raise ValueError("eval_freq and checkpoint_every must be multiples of log_every")
 
