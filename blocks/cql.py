@@ -1,43 +1,18 @@
-"""Shared block: tanh-Gaussian actor and the CQL update (SAC-based, continuous actions).
+"""Shared block: the CQL update (SAC plus the conservative penalty, continuous actions).
 
 Canonical source; see blocks/runtime.py for how blocks are copied into scripts.
 """
 
 import math
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Tuple
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
-from blocks.q_networks import VectorizedCritic, mlp, soft_update
+from blocks.q_networks import VectorizedCritic, soft_update
+from blocks.sac import TanhGaussianActor, step_together
 
 
 # === block ===
-class TanhGaussianActor(nn.Module):
-    """tanh(N(mean, std)) policy. log_std = multiplier * raw + offset with learnable scalars
-    (init 1 and -1, official), clipped to [-20, 2]; the deterministic action is tanh(mean)."""
-
-    def __init__(self, state_dim: int, action_dim: int, hidden_dims, orthogonal: bool = True):
-        super().__init__()
-        self.action_dim = action_dim
-        self.trunk = mlp(state_dim, hidden_dims, 2 * action_dim, output_gain=1e-2, orthogonal=orthogonal)
-        self.log_std_multiplier = nn.Parameter(torch.tensor(1.0))
-        self.log_std_offset = nn.Parameter(torch.tensor(-1.0))
-
-    def forward(self, state: torch.Tensor, deterministic: bool = False, repeat: Optional[int] = None):
-        """Actions and their log-probabilities; with `repeat` n, (B, n, act_dim) samples per state."""
-        if repeat is not None:
-            state = state.unsqueeze(1).expand(-1, repeat, -1)
-        mean, raw_log_std = self.trunk(state).split(self.action_dim, dim=-1)
-        log_std = (self.log_std_multiplier * raw_log_std + self.log_std_offset).clamp(-20.0, 2.0)
-        std = log_std.exp()
-        pre_tanh = mean if deterministic else mean + std * torch.randn_like(mean)
-        log_prob = (-0.5 * ((pre_tanh - mean) / std) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-        log_prob = log_prob - (2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))).sum(-1)
-        return torch.tanh(pre_tanh), log_prob
-
-
 def q_of_samples(critic: VectorizedCritic, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """Q of n actions per state: state (B, s), actions (B, n, a) -> (ensemble, B, n)."""
     batch, count = actions.shape[:2]
@@ -148,11 +123,7 @@ class CQL:
             (losses["alpha_loss"], self.alpha_optimizer, [self.log_alpha]),
             (losses["alpha_prime_loss"], self.alpha_prime_optimizer, [self.log_alpha_prime]),
         )
-        for loss, optimizer, parameters in steps:  # gradients first, then every step: pre-update losses
-            optimizer.zero_grad(set_to_none=True)
-            torch.autograd.backward(loss, inputs=parameters)
-        for _, optimizer, _ in steps:
-            optimizer.step()
+        step_together(steps)
         self.updates += 1
         if self.updates % self.config.target_update_period == 0:
             soft_update(self.target_critic, self.critic, self.config.soft_target_update_rate)

@@ -17,13 +17,18 @@ import pytest
 from conftest import load_script
 
 NAMES = ("offline/dt", "offline/cql", "offline/iql", "finetune/odt", "finetune/odt_td3")
-NAMES += ("finetune/cql", "finetune/cal_ql", "finetune/iql")
+NAMES += ("finetune/cql", "finetune/cal_ql", "finetune/iql", "online/sac")  # SAC: with a dataset, SAC + offline data
 SCRIPTS = {name: load_script(f"algorithms/{name}.py") for name in NAMES}
 DT_FAMILY = ("offline/dt", "finetune/odt", "finetune/odt_td3")
 # per script: its training budget, its (offline) evaluation frequency and a learning rate
 BUDGET = {"offline/dt": "update_steps", "offline/cql": "max_timesteps", "offline/iql": "max_timesteps"}
 EVAL_FREQUENCY = {"offline/dt": "eval_every", "offline/cql": "eval_freq", "offline/iql": "eval_freq"}
 LEARNING_RATE = {name: "learning_rate" for name in DT_FAMILY}
+BUDGET["online/sac"], EVAL_FREQUENCY["online/sac"], LEARNING_RATE["online/sac"] = (
+    "total_steps",
+    "eval_every",
+    "policy_lr",
+)
 for name in NAMES:
     BUDGET.setdefault(name, "online_iterations")
     EVAL_FREQUENCY.setdefault(name, "eval_every" if name in DT_FAMILY else "offline_eval_freq")

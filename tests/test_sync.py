@@ -29,7 +29,7 @@ IMPORTS = (
 def test_every_embedded_block_matches_its_source():
     result = run_cli("tools/sync_blocks.py", "--check")
     assert result.returncode == 0, result.stdout
-    assert len(sync.scripts()) == 8
+    assert len(sync.scripts()) == 9
 
 
 def test_a_stale_copy_is_detected_and_rewritten():

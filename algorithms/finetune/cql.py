@@ -166,7 +166,7 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
 # === end shared block: q_networks ===
 
 
-# === shared block: cql (edit blocks/cql.py, then run tools/sync_blocks.py) ===
+# === shared block: sac (edit blocks/sac.py, then run tools/sync_blocks.py) ===
 class TanhGaussianActor(nn.Module):
     """tanh(N(mean, std)) policy. log_std = multiplier * raw + offset with learnable scalars
     (init 1 and -1, official), clipped to [-20, 2]; the deterministic action is tanh(mean)."""
@@ -191,6 +191,20 @@ class TanhGaussianActor(nn.Module):
         return torch.tanh(pre_tanh), log_prob
 
 
+def step_together(steps: Sequence[Tuple[torch.Tensor, torch.optim.Optimizer, list]]) -> None:
+    """(loss, optimizer, parameters) per part: every gradient first, then every step, so all the losses
+    of one update come from the same (pre-update) parameters, as in the Cal-QL repository's SAC and CQL."""
+    for loss, optimizer, parameters in steps:
+        optimizer.zero_grad(set_to_none=True)
+        torch.autograd.backward(loss, inputs=parameters)
+    for _, optimizer, _ in steps:
+        optimizer.step()
+
+
+# === end shared block: sac ===
+
+
+# === shared block: cql (edit blocks/cql.py, then run tools/sync_blocks.py) ===
 def q_of_samples(critic: VectorizedCritic, state: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """Q of n actions per state: state (B, s), actions (B, n, a) -> (ensemble, B, n)."""
     batch, count = actions.shape[:2]
@@ -301,11 +315,7 @@ class CQL:
             (losses["alpha_loss"], self.alpha_optimizer, [self.log_alpha]),
             (losses["alpha_prime_loss"], self.alpha_prime_optimizer, [self.log_alpha_prime]),
         )
-        for loss, optimizer, parameters in steps:  # gradients first, then every step: pre-update losses
-            optimizer.zero_grad(set_to_none=True)
-            torch.autograd.backward(loss, inputs=parameters)
-        for _, optimizer, _ in steps:
-            optimizer.step()
+        step_together(steps)
         self.updates += 1
         if self.updates % self.config.target_update_period == 0:
             soft_update(self.target_critic, self.critic, self.config.soft_target_update_rate)
@@ -724,7 +734,8 @@ class Run:
 
     def new_dir(self, algorithm: str) -> Path:
         config = self.config
-        tag = Path(config.dataset).stem if config.dataset.endswith((".hdf5", ".h5")) else config.dataset
+        source = getattr(config, "dataset", None) or config.env  # online scripts name an env, maybe no dataset
+        tag = Path(source).stem if source.endswith((".hdf5", ".h5")) else source
         name = f"seed{config.train_seed}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = Path(config.run_dir or Path("runs", algorithm, tag.replace(":", "_").replace("/", "_"), name))
         # What a start that failed before its first checkpoint leaves behind may be written over.

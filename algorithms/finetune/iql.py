@@ -660,7 +660,8 @@ class Run:
 
     def new_dir(self, algorithm: str) -> Path:
         config = self.config
-        tag = Path(config.dataset).stem if config.dataset.endswith((".hdf5", ".h5")) else config.dataset
+        source = getattr(config, "dataset", None) or config.env  # online scripts name an env, maybe no dataset
+        tag = Path(source).stem if source.endswith((".hdf5", ".h5")) else source
         name = f"seed{config.train_seed}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = Path(config.run_dir or Path("runs", algorithm, tag.replace(":", "_").replace("/", "_"), name))
         # What a start that failed before its first checkpoint leaves behind may be written over.
