@@ -24,7 +24,7 @@ LINE_LIMITS = {  # measured after SAC joined (the actor moved to its own block, 
     "finetune/cql.py": 1125,
     "finetune/cal_ql.py": 1186,
     "finetune/iql.py": 1051,
-    "online/sac.py": 1066,
+    "online/sac.py": 1071,
 }
 PLUMBING_LIMIT = 522  # lines of the runtime and data blocks in one script (measured 522)
 PLUMBING = ("runtime", "data")

@@ -47,8 +47,13 @@ def test_a_short_run_learns_nothing_yet_but_writes_everything(tmp_path):
     policies = sorted((tmp_path / "run" / "policies").glob("step_*.pt"))
     assert [path.name for path in policies] == [f"step_{step:09d}.pt" for step in (100, 200, 300)]
     policy = torch.load(policies[-1], weights_only=True)
-    assert (policy["env_id"], policy["step"], policy["hidden_dims"]) == ("Hopper-v5", 300, [16, 16])
+    assert (policy["env_id"], policy["metrics"]["online/env_steps"], policy["hidden_dims"]) == (
+        "Hopper-v5",
+        300,
+        [16, 16],
+    )
     assert policy["metrics"]["eval/return_mean"] == summary["eval/return_mean"]
+    assert 0 < policy["metrics"]["online/wall_time_s"] <= summary["wall_time_s"]
     updates = [row for row in metric_rows(tmp_path) if "train/qf_loss" in row]
     assert updates and all(np.isfinite(row["train/qf_loss"]) for row in updates)
 

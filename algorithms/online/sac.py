@@ -180,12 +180,13 @@ class SAC:
             self.log_alpha.copy_(state["log_alpha"])
 
 
-def save_policy(agent: SAC, env: "EnvSpec", path: Path, step: int, metrics: Dict[str, float]) -> None:
+def save_policy(agent: SAC, env: "EnvSpec", path: Path, metrics: Dict[str, float]) -> None:
     """The actor alone, with what rebuilds it and its env: tensors and plain values (weights_only loads it)."""
     path.parent.mkdir(exist_ok=True)
-    policy = {"actor": agent.actor.state_dict(), "hidden_dims": list(agent.config.actor_hidden_dims), "step": step}
+    policy = {"actor": agent.actor.state_dict(), "hidden_dims": list(agent.config.actor_hidden_dims)}
     policy.update(env_id=env.env_id, env_kwargs=json.dumps(env.kwargs), max_episode_steps=env.max_episode_steps)
-    torch.save({**policy, "ref_scores": [env.ref_min_score, env.ref_max_score], "metrics": metrics}, path)
+    policy.update(adapter=env.adapter, ref_scores=[env.ref_min_score, env.ref_max_score])
+    torch.save({**policy, "metrics": metrics}, path)
 
 
 def train(config: TrainConfig) -> Dict[str, Any]:
@@ -215,12 +216,13 @@ def train(config: TrainConfig) -> Dict[str, Any]:
     agent = SAC(state_dim, action_dim, config, device)
     zero, one = torch.zeros(state_dim, device=device), torch.ones(state_dim, device=device)
 
-    env_steps, episodes, scores = 0, 0, []
+    env_steps, episodes, scores, earlier_time = 0, 0, [], 0.0
     checkpoint = run.restore(device)
     if checkpoint:
         agent.load_state_dict(checkpoint["agent"])
         restore_online_rows(offline, online, checkpoint["online_buffer"])
         env_steps, episodes, scores = checkpoint["env_steps"], checkpoint["episodes"], checkpoint["regret_scores"]
+        earlier_time = checkpoint["wall_time_s"]
         cut = online.data["timeouts"][online.size - count : online.size]  # the episodes this resume ends
         cut.copy_(1.0 - online.data["dones"][online.size - count : online.size])
     envs = gym.vector.SyncVectorEnv([env.make] * count, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
@@ -228,6 +230,7 @@ def train(config: TrainConfig) -> Dict[str, Any]:
     state = envs.reset(seed=config.train_seed + 1_000_003 * env_steps)[0]
     returns, finished_returns = np.zeros(count), []
     progress = tqdm(total=config.total_steps, initial=env_steps, desc="sac", dynamic_ncols=True)
+    wall_time = lambda: earlier_time + time.perf_counter() - run.started  # noqa: E731  (every session of the run)
 
     def sample() -> Dict[str, torch.Tensor]:
         if dataset is None:
@@ -258,7 +261,7 @@ def train(config: TrainConfig) -> Dict[str, Any]:
         )
         if log_due or finished or run.stopping:
             progress.update(env_steps - progress.n)
-            metrics = {"online/env_steps": env_steps, "online/episodes": episodes}
+            metrics = {"online/env_steps": env_steps, "online/episodes": episodes, "online/wall_time_s": wall_time()}
             if finished_returns:
                 metrics["online/episode_return"] = float(np.mean(finished_returns))
             run.log(env_steps, {**run.flush(env_steps), **metrics})
@@ -268,14 +271,16 @@ def train(config: TrainConfig) -> Dict[str, Any]:
             eval_metrics = env.metrics("eval", *run_episodes(act, eval_envs, config.eval_seed, zero, one)[:3])
             scores.append(fraction_of_best(eval_metrics))
             eval_metrics["eval/regret"] = regret(scores)
-            run.log(env_steps, {**eval_metrics, "online/env_steps": env_steps})
-            save_policy(agent, env, run.dir / "policies" / f"step_{env_steps:09d}.pt", env_steps, eval_metrics)
+            progress_metrics = {"online/env_steps": env_steps, "online/wall_time_s": wall_time()}
+            run.log(env_steps, {**eval_metrics, **progress_metrics})
+            snapshot = run.dir / "policies" / f"step_{env_steps:09d}.pt"
+            save_policy(agent, env, snapshot, {**eval_metrics, **progress_metrics})
             run.window_start = time.perf_counter()  # evaluation time is not training throughput
             progress.set_postfix(score=f"{eval_metrics.get('eval/normalized_score_mean', float('nan')):.1f}")
         if save_due or finished or run.stopping:
-            state_dict = {"agent": agent.state_dict(), "online_buffer": online_rows(offline, online)}
+            saved = {"agent": agent.state_dict(), "online_buffer": online_rows(offline, online), "env_steps": env_steps}
             run.checkpoint(
-                env_steps, {**state_dict, "env_steps": env_steps, "episodes": episodes, "regret_scores": scores}
+                env_steps, {**saved, "episodes": episodes, "regret_scores": scores, "wall_time_s": wall_time()}
             )
     progress.close()
     envs.close()
