@@ -1,24 +1,27 @@
 """Writes D4RL-format hdf5 datasets for Gymnasium MuJoCo envs, with the modern physics.
 
     python -m d4rl_compat.generate --env hopper --policy random --output data/hopper-random.hdf5
+    python -m d4rl_compat.generate --env hopper --policy medium            # the committed SAC policy
+    python -m d4rl_compat.generate --env hopper --policy medium-replay --replay_run runs/behaviour/hopper
 
 The file has D4RL's flat arrays (observations, next_observations, actions, rewards, terminals,
 timeouts, infos/qpos, infos/qvel) and a metadata/ group (env_id, env_kwargs, max_episode_steps,
-policy, seed, reference scores where known) that the training scripts read to build the
-evaluation env. The same seed gives the same file.
+policy and its card, seed, reference scores where known) that the training scripts read to build
+the evaluation env. The same seed gives the same file.
 
-Behaviour policies are entries of BEHAVIOUR_POLICIES: a class built from (env, seed) with a
-`description` and a `__call__(observation) -> action`. `random` is here; policies trained to
-medium/expert level plug in the same way (medium-replay and medium-expert are then mixes of
-their runs).
+Levels, as D4RL built them: `random` (uniform actions), `medium` and `expert` (the committed SAC
+policies of d4rl_compat/policies/, actions sampled from the policy), `medium-expert` (the medium
+file followed by the expert file of the same seed), `medium-replay` and `full-replay` (the replay
+buffer of the SAC run that trained the policies, up to the medium and the expert snapshot; the
+run directory is needed, not committed). `--policy` also takes a path to any exported policy .pt.
 """
 
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import gymnasium as gym
 import h5py
@@ -32,12 +35,17 @@ from d4rl_compat.envs import D4RL_LOCOMOTION_ENVS, d4rl_env_spec, wrap
 @dataclass
 class GenerateConfig:
     env: str = "hopper"  # a D4RL domain (hopper, halfcheetah, walker2d, ant) or a Gymnasium env id
-    policy: str = "random"  # a key of BEHAVIOUR_POLICIES
-    num_transitions: int = 1_000_000  # D4RL's size
+    policy: str = "random"  # random, a D4RL level (see LEVEL_SIZES) or a path to an exported policy .pt
+    num_transitions: Optional[int] = None  # default D4RL's: 1M (medium-expert 1M + 1M; replays: the buffer)
     max_episode_steps: int = 1000  # episodes longer than this end with a timeout
     seed: int = 0
+    replay_run: Optional[str] = None  # medium-replay / full-replay: the sac.py run that trained the policies
     output: Optional[str] = None  # default: data/<env>-<policy>.hdf5
     overwrite: bool = False
+
+
+LEVEL_SIZES = {"random": 1_000_000, "medium": 1_000_000, "expert": 1_000_000, "medium-expert": 1_000_000}
+REPLAY_LEVELS = {"medium-replay": "medium", "full-replay": "expert"}  # the buffer up to this policy's snapshot
 
 
 class RandomPolicy:
@@ -52,6 +60,15 @@ class RandomPolicy:
 
 
 BEHAVIOUR_POLICIES = {"random": RandomPolicy}
+
+
+def behaviour_policy(name: str, env: gym.Env, seed: int) -> Any:
+    """A registered policy (BEHAVIOUR_POLICIES) or an exported SAC policy file."""
+    if name in BEHAVIOUR_POLICIES:
+        return BEHAVIOUR_POLICIES[name](env, seed)
+    from d4rl_compat.policies import SACPolicy
+
+    return SACPolicy(Path(name), seed)
 
 
 @dataclass
@@ -81,9 +98,10 @@ def env_spec_for(env: str, max_episode_steps: int) -> EnvSpec:
 
 
 def collect(spec: EnvSpec, policy_name: str, num_transitions: int, seed: int) -> dict:
-    """Runs the behaviour policy for exactly `num_transitions` steps, resetting at episode ends."""
+    """Runs the behaviour policy (a BEHAVIOUR_POLICIES key or a policy file) for exactly `num_transitions`
+    steps, resetting at episode ends."""
     env = spec.make()
-    policy = BEHAVIOUR_POLICIES[policy_name](env, seed)
+    policy = behaviour_policy(policy_name, env, seed)
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
     mujoco_data = getattr(env.unwrapped, "data", None)
     arrays = {
@@ -117,6 +135,29 @@ def collect(spec: EnvSpec, policy_name: str, num_transitions: int, seed: int) ->
     return arrays
 
 
+def replay_arrays(run_dir: Path, env_steps: int) -> dict:
+    """The first `env_steps` rows of a sac.py run's replay buffer (every step in order), as one episode
+    stream per env: rows alternate between the run's envs, so each env's rows are gathered in turn, and
+    the step where the buffer is cut ends as a timeout unless it was terminal."""
+    import torch
+    import yaml
+
+    checkpoint = max((run_dir / "checkpoints").glob("step_*.pt"), default=None)
+    if checkpoint is None:
+        raise UserError(f"{run_dir} has no checkpoint: the replay levels need the run that trained the policies")
+    rows = torch.load(checkpoint, map_location="cpu", weights_only=True)["online_buffer"]
+    if len(rows["rewards"]) < env_steps:
+        raise UserError(f"{checkpoint} holds {len(rows['rewards'])} steps, fewer than the {env_steps} asked for")
+    num_envs = yaml.safe_load((run_dir / "config.yaml").read_text())["num_envs"]
+    per_env = lambda values: values[:env_steps].numpy().reshape(env_steps // num_envs, num_envs, -1).swapaxes(0, 1)
+    arrays = {key: per_env(rows[key]) for key in ("observations", "actions", "next_observations")}
+    arrays.update({key: per_env(rows[key])[..., 0] for key in ("rewards", "dones", "timeouts")})
+    arrays["timeouts"][:, -1] = 1.0 - arrays["dones"][:, -1]
+    flat = {key: values.reshape(env_steps, *values.shape[2:]) for key, values in arrays.items()}
+    flat["terminals"], flat["timeouts"] = flat.pop("dones").astype(bool), flat["timeouts"].astype(bool)
+    return {key: values.astype(np.float32) if values.dtype != bool else values for key, values in flat.items()}
+
+
 def write_hdf5(path: Path, arrays: dict, metadata: dict) -> None:
     """Writes to a .partial file and renames it, so a crash never leaves a truncated dataset."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,16 +171,60 @@ def write_hdf5(path: Path, arrays: dict, metadata: dict) -> None:
     os.replace(partial, path)
 
 
+def level_arrays(config: GenerateConfig, spec: EnvSpec) -> Tuple[dict, Dict[str, Any]]:
+    """The arrays of `config.policy` (random, a D4RL level or a policy file) and what the metadata says of it."""
+    from d4rl_compat.policies import LEVELS, load_card, policy_path
+
+    name, count = config.policy, config.num_transitions
+    if name in REPLAY_LEVELS:
+        if count is not None:
+            raise UserError(
+                f"{name} is the replay buffer up to a snapshot: its size is the buffer's, drop --num_transitions"
+            )
+        if config.replay_run is None:
+            raise UserError(f"{name} needs --replay_run: the algorithms/online/sac.py run that trained the policies")
+    if count is not None and count <= 0:
+        raise UserError("num_transitions must be positive")
+    count = count or LEVEL_SIZES.get(name, 1_000_000)
+    if name in BEHAVIOUR_POLICIES:
+        return collect(spec, name, count, config.seed), {"policy_description": BEHAVIOUR_POLICIES[name].description}
+    if name == "medium-expert":  # D4RL: the medium file followed by the expert file
+        parts = [level_arrays(replace(config, policy=level, num_transitions=count), spec) for level in LEVELS]
+        arrays = {key: np.concatenate([part[0][key] for part in parts]) for key in parts[0][0]}
+        return arrays, {"policy_card": json.dumps([json.loads(part[1]["policy_card"]) for part in parts])}
+    path = policy_path(config.env, REPLAY_LEVELS.get(name, name)) if name in (*LEVELS, *REPLAY_LEVELS) else Path(name)
+    if not path.exists():
+        how = "train one with algorithms/online/sac.py and export it with `python -m d4rl_compat.policies export`"
+        known = ", ".join([*BEHAVIOUR_POLICIES, *LEVEL_SIZES, *REPLAY_LEVELS])
+        raise UserError(f"no policy file {path} for '{name}' (policies: {known}, or a .pt path); {how}")
+    card = load_card(path) if path.with_suffix(".json").exists() else {}
+    info = {"policy_card": json.dumps(card), "policy_description": f"SAC actor {path.name}, sampled actions"}
+    if card and card["env_id"] != spec.env_id:
+        raise UserError(f"{path} acts in {card['env_id']}, not in {spec.env_id} ('{config.env}')")
+    if name not in REPLAY_LEVELS:
+        return collect(spec, str(path), count, config.seed), info
+    run, steps = Path(config.replay_run), card["training"]["env_steps"]
+    snapshot = run / "policies" / f"step_{steps:09d}.pt"
+    if not snapshot.exists() or not same_actor(snapshot, path):
+        raise UserError(f"{run} is not the run that trained {path}: its snapshot at step {steps} differs or is missing")
+    info["policy_description"] = f"replay buffer of {run} up to env step {steps}, when {path.name} was saved"
+    return replay_arrays(run, steps), {**info, "replay_run": str(run), "replay_rows": steps}
+
+
+def same_actor(first: Path, second: Path) -> bool:
+    import torch
+
+    actors = [torch.load(path, map_location="cpu", weights_only=True)["actor"] for path in (first, second)]
+    return actors[0].keys() == actors[1].keys() and all(torch.equal(actors[0][k], actors[1][k]) for k in actors[0])
+
+
 def main(args: Optional[List[str]] = None) -> None:
     try:
         config = pyrallis.parse(config_class=GenerateConfig, args=args)
     except Exception as error:  # pyrallis raises bare Exceptions for unknown keys and bad values
         raise UserError(f"invalid arguments: {error}") from None
-    if config.policy not in BEHAVIOUR_POLICIES:
-        raise UserError(f"unknown policy '{config.policy}'; available: {', '.join(BEHAVIOUR_POLICIES)}")
-    if config.num_transitions <= 0:
-        raise UserError("num_transitions must be positive")
-    output = Path(config.output or f"data/{config.env}-{config.policy}.hdf5")
+    label = Path(config.policy).stem if config.policy.endswith(".pt") else config.policy
+    output = Path(config.output or f"data/{config.env}-{label}.hdf5")
     if output.exists() and not config.overwrite:
         raise UserError(f"{output} already exists; pass --overwrite true to replace it or choose another --output")
     spec = env_spec_for(config.env, config.max_episode_steps)
@@ -147,14 +232,14 @@ def main(args: Optional[List[str]] = None) -> None:
         spec.make().close()
     except Exception as error:  # gymnasium raises many types for an unknown id
         raise UserError(f"cannot build env '{config.env}' ({error}); use a D4RL domain or a Gymnasium env id") from None
-    arrays = collect(spec, config.policy, config.num_transitions, config.seed)
+    arrays, policy_metadata = level_arrays(config, spec)
     metadata = {
-        "dataset_name": f"{config.env}-{config.policy}",
+        "dataset_name": f"{config.env}-{label}",
         "env_id": spec.env_id,
         "env_kwargs": json.dumps(spec.kwargs),
         "max_episode_steps": config.max_episode_steps,
         "policy": config.policy,
-        "policy_description": BEHAVIOUR_POLICIES[config.policy].description,
+        **policy_metadata,
         "seed": config.seed,
         "ref_min_score": spec.ref_min_score,
         "ref_max_score": spec.ref_max_score,
@@ -165,7 +250,7 @@ def main(args: Optional[List[str]] = None) -> None:
     ends = np.flatnonzero(arrays["terminals"] | arrays["timeouts"]) + 1
     returns = np.add.reduceat(arrays["rewards"], np.concatenate([[0], ends[:-1]]))
     print(
-        f"wrote {output}: {config.num_transitions} transitions, {len(returns)} episodes, "
+        f"wrote {output}: {len(arrays['rewards'])} transitions, {len(returns)} episodes, "
         f"return mean {returns.mean():.1f} (min {returns.min():.1f}, max {returns.max():.1f})"
     )
 
