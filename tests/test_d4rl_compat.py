@@ -172,3 +172,21 @@ def test_d4rl_files_without_timeouts_end_episodes_at_the_time_limit_as_d4rl_does
     terminals = np.array([0, 0, 1, 0, 0, 0, 0, 0, 0, 0], bool)
     timeouts = timeouts_every(3, terminals)
     assert timeouts.tolist() == [False, False, False, False, False, True, False, False, True, False]
+
+
+def test_a_generated_file_round_trips_through_minari(hopper_random, tmp_path, monkeypatch):
+    """Written to the local Minari store, read back by the scripts' minari: path: the same transitions."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    from blocks.data import load_dataset
+    from d4rl_compat.minari_export import UserError, export
+
+    export(hopper_random, "generated/hopper/random-v0")
+    original = load_dataset(str(hopper_random))
+    restored = load_dataset("minari:generated/hopper/random-v0", allow_download=False)
+    for key in ("observations", "actions", "rewards", "terminals", "timeouts"):
+        np.testing.assert_array_equal(getattr(restored, key), getattr(original, key), err_msg=key)
+    np.testing.assert_array_equal(restored.extras["next_observations"], original.extras["next_observations"])
+    assert (restored.env.env_id, restored.env.max_episode_steps) == ("Hopper-v5", 1000)
+    assert (restored.env.ref_min_score, restored.env.ref_max_score) == (original.env.ref_min_score, 3234.3)
+    with pytest.raises(UserError, match="already exists"):
+        export(hopper_random, "generated/hopper/random-v0")
