@@ -19,6 +19,7 @@ run directory is needed, not committed). `--policy` also takes a path to any exp
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -42,6 +43,11 @@ class GenerateConfig:
     replay_run: Optional[str] = None  # medium-replay / full-replay: the sac.py run that trained the policies
     output: Optional[str] = None  # default: data/<env>-<policy>.hdf5
     overwrite: bool = False
+    # --suite true: every level of every locomotion domain that has committed policies (env, policy, output,
+    # replay_run are then set per file); files already there are kept, so an interrupted suite goes on
+    suite: bool = False
+    output_dir: str = "data/generated"
+    replay_dir: str = "runs/behaviour"  # <replay_dir>/<domain>: the run the replay levels read, where present
 
 
 LEVEL_SIZES = {"random": 1_000_000, "medium": 1_000_000, "expert": 1_000_000, "medium-expert": 1_000_000}
@@ -223,6 +229,13 @@ def main(args: Optional[List[str]] = None) -> None:
         config = pyrallis.parse(config_class=GenerateConfig, args=args)
     except Exception as error:  # pyrallis raises bare Exceptions for unknown keys and bad values
         raise UserError(f"invalid arguments: {error}") from None
+    if config.suite:
+        write_suite(config)
+    else:
+        write_level(config)
+
+
+def write_level(config: GenerateConfig) -> None:
     label = Path(config.policy).stem if config.policy.endswith(".pt") else config.policy
     output = Path(config.output or f"data/{config.env}-{label}.hdf5")
     if output.exists() and not config.overwrite:
@@ -253,6 +266,32 @@ def main(args: Optional[List[str]] = None) -> None:
         f"wrote {output}: {len(arrays['rewards'])} transitions, {len(returns)} episodes, "
         f"return mean {returns.mean():.1f} (min {returns.min():.1f}, max {returns.max():.1f})"
     )
+
+
+def write_suite(config: GenerateConfig) -> None:
+    """Every level D4RL has for each locomotion domain, from the committed policies and, where the training
+    run is at hand, its replay buffer; prints what it skipped and why, and the time it took."""
+    from d4rl_compat.policies import LEVELS, policy_path
+
+    started = time.perf_counter()
+    for domain in D4RL_LOCOMOTION_ENVS:
+        have = [level for level in LEVELS if policy_path(domain, level).exists()]
+        run = Path(config.replay_dir) / domain
+        replays = [
+            level for level, source in REPLAY_LEVELS.items() if source in have and (run / "checkpoints").is_dir()
+        ]
+        levels = ["random", *have, *(["medium-expert"] if len(have) == len(LEVELS) else []), *replays]
+        missing = [level for level in (*LEVEL_SIZES, *REPLAY_LEVELS) if level not in levels]
+        if missing:
+            print(f"{domain}: no {', '.join(missing)} (policies committed: {have or 'none'}; replay run {run})")
+        for level in levels:
+            output = Path(config.output_dir) / f"{domain}-{level}.hdf5"
+            if output.exists() and not config.overwrite:
+                print(f"{output} exists, kept")
+                continue
+            replay = {"replay_run": str(run), "num_transitions": None} if level in REPLAY_LEVELS else {}
+            write_level(replace(config, env=domain, policy=level, output=str(output), suite=False, **replay))
+    print(f"suite written to {config.output_dir} in {time.perf_counter() - started:.0f} s")
 
 
 class UserError(Exception):

@@ -4,6 +4,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -137,3 +138,29 @@ def test_a_committed_policy_loads_and_acts_in_its_env(path):
         observation, reward, terminated, truncated, _ = env.step(policy(observation))
         assert np.isfinite(reward) and not truncated
     env.close()
+
+
+def test_the_suite_writes_every_level_it_has_policies_for_and_keeps_what_exists(sac_run, policy_dir, tmp_path, capsys):
+    from d4rl_compat.generate import GenerateConfig, write_suite
+    from d4rl_compat.policies import load_card
+
+    export(sac_run, 100, "medium", policy_dir)
+    export(sac_run, 300, "expert", policy_dir)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "hopper").symlink_to(sac_run)
+    config = GenerateConfig(suite=True, num_transitions=40, output_dir=str(tmp_path / "out"))
+    write_suite(replace(config, replay_dir=str(tmp_path / "runs")))
+    sizes = {"random": 40, "medium": 40, "expert": 40, "medium-expert": 80, "medium-replay": 100, "full-replay": 300}
+    for level, size in sizes.items():
+        with h5py.File(tmp_path / "out" / f"hopper-{level}.hdf5") as file:
+            assert len(file["rewards"]) == size, level
+            source = {"medium-replay": "medium", "full-replay": "expert"}.get(level, level)
+            if level not in ("random", "medium-expert"):
+                assert json.loads(file["metadata/policy_card"][()]) == load_card(policy_dir / f"hopper-{source}.pt")
+    for domain in ("halfcheetah", "walker2d", "ant"):
+        assert sorted(path.name for path in (tmp_path / "out").glob(f"{domain}-*")) == [f"{domain}-random.hdf5"]
+    assert "ant: no medium, expert, medium-expert, medium-replay, full-replay" in capsys.readouterr().out
+    before = (tmp_path / "out" / "hopper-medium.hdf5").stat().st_mtime_ns
+    write_suite(replace(config, replay_dir=str(tmp_path / "runs")))
+    assert (tmp_path / "out" / "hopper-medium.hdf5").stat().st_mtime_ns == before
+    assert "hopper-medium.hdf5 exists, kept" in capsys.readouterr().out
