@@ -4,6 +4,8 @@
   Maze2D, Kitchen and Adroit envs in D4RL's observation frame.
 - `d4rl_compat.generate`: writes D4RL-format hdf5 datasets with the modern physics
   (`python -m d4rl_compat.generate --help`).
+- `d4rl_compat.maze2d`: D4RL's Maze2D datasets rebuilt with its planner and PD controller
+  (`python -m d4rl_compat.maze2d --help`).
 
 The training scripts import this package lazily, only for datasets outside D4RL's v1/v2
 locomotion names, so a script copied alone still trains on locomotion, generated and Minari data.
