@@ -6,6 +6,8 @@
   (`python -m d4rl_compat.generate --help`).
 - `d4rl_compat.policies`: the committed SAC behaviour policies and their cards; exports new ones.
 - `d4rl_compat.minari_export`: writes any of those files as a Minari dataset in the local store.
+- `d4rl_compat.maze2d`: D4RL's Maze2D datasets rebuilt with its planner and PD controller
+  (`python -m d4rl_compat.maze2d --help`).
 
 The training scripts import this package lazily, only for datasets outside D4RL's v1/v2
 locomotion names, so a script copied alone still trains on locomotion, generated and Minari data.

@@ -957,8 +957,9 @@ def load_dataset(name: str, allow_download: bool = True) -> Dataset:
                 "(and metadata/env_kwargs as JSON) into the file, or load a D4RL file by its D4RL name"
             )
         number = lambda key, kind: None if meta.get(key) is None else kind(meta[key])
-        limits = number("max_episode_steps", int), number("ref_min_score", float), number("ref_max_score", float)
-        dataset = make_dataset(name, arrays, EnvSpec(meta["env_id"], json.loads(meta.get("env_kwargs", "{}")), *limits))
+        fields = number("max_episode_steps", int), number("ref_min_score", float), number("ref_max_score", float)
+        fields += bool(meta.get("reports_success", False)), meta.get("adapter", "")  # d4rl_compat's maze2d files
+        dataset = make_dataset(name, arrays, EnvSpec(meta["env_id"], json.loads(meta.get("env_kwargs", "{}")), *fields))
     else:
         domain, _, level = name.rpartition("-v")[0].partition("-")
         if domain in LOCOMOTION and level in LOCOMOTION_LEVELS and name[-3:] in ("-v1", "-v2"):
