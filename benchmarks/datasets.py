@@ -57,7 +57,7 @@ def main() -> None:
     lines = ["| dataset | source | " + " | ".join(COLUMNS) + " | normalised score of the mean |", "|---" * 9 + "|"]
     policies = []
     for path in sorted(Path(args.folder).glob("*.hdf5")):
-        stats, name = file_stats(path), f"{path.stem}-v2"
+        stats, name = file_stats(path), path.stem if path.stem[-3:-1] == "-v" else f"{path.stem}-v2"
         cells = [number(stats[key]) for key in COLUMNS] + [number(stats.get("normalized_score"))]
         lines.append(f"| {path.stem} | generated | " + " | ".join(cells) + " |")
         reference = published.get(name)

@@ -43,8 +43,8 @@ class GenerateConfig:
     replay_run: Optional[str] = None  # medium-replay / full-replay: the sac.py run that trained the policies
     output: Optional[str] = None  # default: data/<env>-<policy>.hdf5
     overwrite: bool = False
-    # --suite true: every level of every locomotion domain that has committed policies (env, policy, output,
-    # replay_run are then set per file); files already there are kept, so an interrupted suite goes on
+    # --suite true: every level of every locomotion domain that has committed policies, then Maze2D (env,
+    # policy, output and replay_run are set per file); files already there are kept, so a stopped suite goes on
     suite: bool = False
     output_dir: str = "data/generated"
     replay_dir: str = "runs/behaviour"  # <replay_dir>/<domain>: the run the replay levels read, where present
@@ -270,7 +270,8 @@ def write_level(config: GenerateConfig) -> None:
 
 def write_suite(config: GenerateConfig) -> None:
     """Every level D4RL has for each locomotion domain, from the committed policies and, where the training
-    run is at hand, its replay buffer; prints what it skipped and why, and the time it took."""
+    run is at hand, its replay buffer, then the eight Maze2D datasets; prints what it skipped and why, and
+    the time it took."""
     from d4rl_compat.policies import LEVELS, policy_path
 
     started = time.perf_counter()
@@ -291,6 +292,15 @@ def write_suite(config: GenerateConfig) -> None:
                 continue
             replay = {"replay_run": str(run), "num_transitions": None} if level in REPLAY_LEVELS else {}
             write_level(replace(config, env=domain, policy=level, output=str(output), suite=False, **replay))
+    from d4rl_compat import maze2d
+
+    for maze, reward in ((maze, reward) for maze in maze2d.D4RL_MAZE2D_MAPS for reward in ("sparse", "dense")):
+        output = Path(config.output_dir) / f"{maze2d.dataset_name(maze, reward == 'dense')}.hdf5"
+        if output.exists() and not config.overwrite:
+            print(f"{output} exists, kept")
+            continue
+        size = [] if config.num_transitions is None else ["--num_transitions", str(config.num_transitions)]
+        maze2d.main(["--maze", maze, "--reward", reward, "--seed", str(config.seed), "--output", str(output), *size])
     print(f"suite written to {config.output_dir} in {time.perf_counter() - started:.0f} s")
 
 

@@ -159,6 +159,7 @@ def test_the_suite_writes_every_level_it_has_policies_for_and_keeps_what_exists(
                 assert json.loads(file["metadata/policy_card"][()]) == load_card(policy_dir / f"hopper-{source}.pt")
     for domain in ("halfcheetah", "walker2d", "ant"):
         assert sorted(path.name for path in (tmp_path / "out").glob(f"{domain}-*")) == [f"{domain}-random.hdf5"]
+    assert len(list((tmp_path / "out").glob("maze2d-*.hdf5"))) == 8
     assert "ant: no medium, expert, medium-expert, medium-replay, full-replay" in capsys.readouterr().out
     before = (tmp_path / "out" / "hopper-medium.hdf5").stat().st_mtime_ns
     write_suite(replace(config, replay_dir=str(tmp_path / "runs")))
