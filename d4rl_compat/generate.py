@@ -201,7 +201,7 @@ def level_arrays(config: GenerateConfig, spec: EnvSpec) -> Tuple[dict, Dict[str,
     path = policy_path(config.env, REPLAY_LEVELS.get(name, name)) if name in (*LEVELS, *REPLAY_LEVELS) else Path(name)
     if not path.exists():
         how = "train one with algorithms/online/sac.py and export it with `python -m d4rl_compat.policies export`"
-        known = ", ".join([*BEHAVIOUR_POLICIES, *LEVEL_SIZES, *REPLAY_LEVELS])
+        known = ", ".join(dict.fromkeys([*BEHAVIOUR_POLICIES, *LEVEL_SIZES, *REPLAY_LEVELS]))
         raise UserError(f"no policy file {path} for '{name}' (policies: {known}, or a .pt path); {how}")
     card = load_card(path) if path.with_suffix(".json").exists() else {}
     info = {"policy_card": json.dumps(card), "policy_description": f"SAC actor {path.name}, sampled actions"}
