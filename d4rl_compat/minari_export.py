@@ -6,7 +6,9 @@ d3rlpy, TorchRL and Minari users then load it with `minari.load_dataset(...)`, a
 with `--dataset minari:generated/hopper/medium-v0`. Each episode (ended by a terminal, a timeout or the
 file's end) becomes one Minari episode: observations gain the final next observation, terminals become
 terminations and timeouts truncations. The env, its episode limit and the reference scores come from the
-file's metadata. The store is $MINARI_DATASETS_PATH (default ~/.minari/datasets).
+file's metadata; an env observed through a d4rl_compat adapter (Maze2D, AntMaze) is stored as
+`d4rl_compat/D4RLFrame-v0`, whose entry point rebuilds it, so loading it needs this package installed.
+The store is $MINARI_DATASETS_PATH (default ~/.minari/datasets).
 """
 
 import json
@@ -19,6 +21,8 @@ import gymnasium as gym
 import h5py
 import numpy as np
 import pyrallis
+
+from d4rl_compat.envs import ADAPTED_ENV_ID
 
 
 class UserError(Exception):
@@ -48,11 +52,6 @@ def export(path: Path, dataset_id: str, description: Optional[str] = None) -> st
     from minari.data_collector.episode_buffer import EpisodeBuffer
 
     arrays, meta = read_file(path)
-    if meta.get("adapter"):
-        raise UserError(
-            f"{path} is observed through the d4rl_compat adapter '{meta['adapter']}', which Minari cannot rebuild "
-            "from an env id; only envs without an adapter (the locomotion domains) export"
-        )
     if dataset_id in minari.list_local_datasets():
         raise UserError(f"Minari dataset '{dataset_id}' already exists in the local store; choose another id")
     ends = np.flatnonzero(arrays["terminals"] | arrays["timeouts"]) + 1
@@ -74,7 +73,11 @@ def export(path: Path, dataset_id: str, description: Optional[str] = None) -> st
         )
     kwargs = json.loads(meta.get("env_kwargs", "{}"))
     limit = int(meta["max_episode_steps"]) if "max_episode_steps" in meta else None
-    env = gym.make(meta["env_id"], max_episode_steps=limit, **kwargs)
+    if meta.get("adapter"):  # D4RL's layout comes from an adapter: Minari names the entry point that applies it
+        adapted = dict(env_id=meta["env_id"], adapter=meta["adapter"], env_kwargs=kwargs, limit=limit)
+        env = gym.make(ADAPTED_ENV_ID, **adapted, reports_success=bool(meta.get("reports_success", False)))
+    else:
+        env = gym.make(meta["env_id"], max_episode_steps=limit, **kwargs)
     scores = {key: float(meta[key]) for key in ("ref_min_score", "ref_max_score") if key in meta}
     text = description or f"{meta.get('dataset_name', path.stem)}: {meta.get('policy_description', 'see the source')}"
     minari.create_dataset_from_buffers(

@@ -190,3 +190,23 @@ def test_a_generated_file_round_trips_through_minari(hopper_random, tmp_path, mo
     assert (restored.env.ref_min_score, restored.env.ref_max_score) == (original.env.ref_min_score, 3234.3)
     with pytest.raises(UserError, match="already exists"):
         export(hopper_random, "generated/hopper/random-v0")
+
+
+def test_a_maze2d_file_round_trips_through_minari_with_its_adapter(tmp_path, monkeypatch):
+    """A file in D4RL's frame (an adapter) is stored under d4rl_compat's entry point and comes back adapted."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    from blocks.data import load_dataset
+    from d4rl_compat import maze2d
+    from d4rl_compat.minari_export import export
+
+    path = tmp_path / "maze2d-umaze-v1.hdf5"
+    maze2d.main(["--maze", "umaze", "--num_transitions", "700", "--output", str(path)])
+    export(path, "generated/maze2d/umaze-v1")
+    original = load_dataset(str(path))
+    restored = load_dataset("minari:generated/maze2d/umaze-v1", allow_download=False)
+    for key in ("observations", "actions", "rewards", "terminals", "timeouts"):
+        np.testing.assert_array_equal(getattr(restored, key), getattr(original, key), err_msg=key)
+    assert restored.env == original.env  # env id, kwargs, limit, reference scores, success, adapter
+    env = restored.env.make()
+    assert env.reset(seed=0)[0].shape == (4,)
+    env.close()

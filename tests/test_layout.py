@@ -15,18 +15,18 @@ import pytest
 
 from conftest import ROOT
 
-LINE_LIMITS = {  # measured with SAC and generated hdf5 files carrying their env adapter
-    "offline/dt.py": 987,
-    "offline/iql.py": 928,
-    "offline/cql.py": 1013,
-    "finetune/odt.py": 1344,
-    "finetune/odt_td3.py": 1379,
-    "finetune/cql.py": 1126,
-    "finetune/cal_ql.py": 1187,
-    "finetune/iql.py": 1052,
-    "online/sac.py": 1072,
+LINE_LIMITS = {  # measured with SAC, adapters in generated files and Minari
+    "offline/dt.py": 990,
+    "offline/iql.py": 931,
+    "offline/cql.py": 1016,
+    "finetune/odt.py": 1347,
+    "finetune/odt_td3.py": 1382,
+    "finetune/cql.py": 1129,
+    "finetune/cal_ql.py": 1190,
+    "finetune/iql.py": 1055,
+    "online/sac.py": 1075,
 }
-PLUMBING_LIMIT = 523  # lines of the runtime and data blocks in one script (measured 523)
+PLUMBING_LIMIT = 526  # lines of the runtime and data blocks in one script (measured 526)
 PLUMBING = ("runtime", "data")
 BEGIN = re.compile(r"^# === shared block: (\w+) ")
 END = re.compile(r"^# === end shared block: (\w+) ===$")
@@ -80,7 +80,7 @@ def test_synced_plumbing_is_a_small_share_of_the_scripts():
         algorithm += sum(value for name, value in counts.items() if name not in PLUMBING)
         assert sum(counts.get(name, 0) for name in PLUMBING) <= PLUMBING_LIMIT, script
     print(f"plumbing {plumbing / total:.1%}, shared algorithm blocks {algorithm / total:.1%} of {total} lines")
-    assert plumbing / total <= 0.467 and (plumbing + algorithm) / total <= 0.755  # measured 46.7% and 74.9%
+    assert plumbing / total <= 0.468 and (plumbing + algorithm) / total <= 0.755  # measured 46.8% and 75.0%
 
 
 def test_odt_and_odt_td3_differ_only_in_the_method():

@@ -1104,6 +1104,9 @@ def load_minari(dataset_id: str, allow_download: bool) -> Dataset:
     env, meta = source.recover_environment(eval_env=True), source.storage.metadata  # its evaluation env
     scores = meta.get("ref_min_score"), meta.get("ref_max_score")
     spec = EnvSpec(env.spec.id, dict(env.spec.kwargs), env.spec.max_episode_steps, *scores)
+    if env.spec.id == "d4rl_compat/D4RLFrame-v0":  # D4RL's layout through an adapter (d4rl_compat.minari_export)
+        kw = env.spec.kwargs  # the arguments of d4rl_compat.envs.make_adapted
+        spec = EnvSpec(kw["env_id"], kw["env_kwargs"], kw["limit"], *scores, kw["reports_success"], kw["adapter"])
     env.close()
     return make_dataset(f"minari:{dataset_id}", arrays, spec)
 
