@@ -664,14 +664,13 @@ class Run:
         tag = Path(source).stem if source.endswith((".hdf5", ".h5")) else source
         name = f"seed{config.train_seed}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = Path(config.run_dir or Path("runs", algorithm, tag.replace(":", "_").replace("/", "_"), name))
-        # What a start that failed before its first checkpoint leaves behind may be written over.
+        # What a start that failed before its first checkpoint leaves behind may be written over; run.log is the
+        # log a launcher (benchmarks/sweep.py) keeps of this script's output, there before the script starts.
+        content = {path.name for path in run_dir.glob("*")} - {"run.log"}
         leftovers = {"config.yaml", "checkpoints", "metrics.jsonl", "wandb_id.txt", "wandb"}
-        failed_start = (
-            (run_dir / "config.yaml").exists()
-            and not any((run_dir / "checkpoints").glob("step_*"))
-            and {path.name for path in run_dir.glob("*")} <= leftovers
-        )
-        if run_dir.exists() and any(run_dir.iterdir()) and not failed_start:
+        checkpointed = any((run_dir / "checkpoints").glob("step_*"))
+        failed_start = "config.yaml" in content and content <= leftovers and not checkpointed
+        if content and not failed_start:
             raise UserError(
                 f"run directory {run_dir} already has content; pass --resume {run_dir} to continue it "
                 "or choose another --run_dir (nothing was overwritten)"
