@@ -16,15 +16,15 @@ import pytest
 from conftest import ROOT
 
 LINE_LIMITS = {  # measured with SAC, adapters in generated files and Minari
-    "offline/dt.py": 990,
-    "offline/iql.py": 931,
-    "offline/cql.py": 1016,
-    "finetune/odt.py": 1347,
-    "finetune/odt_td3.py": 1382,
-    "finetune/cql.py": 1129,
-    "finetune/cal_ql.py": 1190,
-    "finetune/iql.py": 1055,
-    "online/sac.py": 1075,
+    "offline/dt.py": 989,
+    "offline/iql.py": 930,
+    "offline/cql.py": 1015,
+    "finetune/odt.py": 1346,
+    "finetune/odt_td3.py": 1381,
+    "finetune/cql.py": 1128,
+    "finetune/cal_ql.py": 1189,
+    "finetune/iql.py": 1054,
+    "online/sac.py": 1074,
 }
 PLUMBING_LIMIT = 526  # lines of the runtime and data blocks in one script (measured 526)
 PLUMBING = ("runtime", "data")
