@@ -401,8 +401,6 @@ ADAPTED_ENV_ID = "d4rl_compat/D4RLFrame-v0"
 def make_adapted(env_id: str, adapter: str, env_kwargs: Dict[str, Any], limit: int, reports_success: bool) -> gym.Env:
     """A modern env in D4RL's layout behind one Gymnasium entry point, so a Minari dataset can name it and
     rebuild it from its spec (`reports_success` is carried for loaders: the adapter sets info['success'])."""
-    if env_id not in gym.registry:
-        gym.register_envs(gymnasium_robotics)
     return wrap(gym.make(env_id, max_episode_steps=limit, **env_kwargs), adapter)
 
 

@@ -22,7 +22,7 @@ import pyrallis
 import torch
 import yaml
 
-from d4rl_compat.envs import wrap
+from d4rl_compat.generate import EnvSpec
 
 POLICY_DIR = Path(__file__).resolve().parent / "policies"
 LEVELS = ("medium", "expert")  # the policies a domain needs; the other D4RL levels are built from them
@@ -42,13 +42,8 @@ def load_card(path: Path) -> Dict[str, Any]:
 
 def make_env(snapshot: Dict[str, Any]) -> gym.Env:
     """The env a policy acts in, as the training scripts build it (adapter included)."""
-    if snapshot["env_id"] not in gym.registry:
-        import gymnasium_robotics
-
-        gym.register_envs(gymnasium_robotics)
     kwargs = json.loads(snapshot["env_kwargs"])
-    env = gym.make(snapshot["env_id"], max_episode_steps=snapshot["max_episode_steps"], **kwargs)
-    return wrap(env, snapshot["adapter"]) if snapshot["adapter"] else env
+    return EnvSpec(snapshot["env_id"], kwargs, snapshot["max_episode_steps"], adapter=snapshot["adapter"]).make()
 
 
 class SACPolicy:

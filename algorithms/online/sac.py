@@ -98,8 +98,98 @@ class TrainConfig:
         counts = ("batch_size", "total_steps", "num_envs", "utd_ratio", "eval_every", "n_episodes", "reward_scale")
         networks = ("actor_hidden_dims", "critic_hidden_dims", "policy_lr", "qf_lr", "alpha")
         rates = ("discount", "soft_target_update_rate")
-        check_fields(self, positive=(*counts, *networks), non_negative=("random_steps",), open_unit=rates)
-        check_fields(self, below_one=("mixing_ratio",))
+        positive, unit = (*counts, *networks), ("mixing_ratio",)
+        check_fields(self, positive=positive, non_negative=("random_steps",), below_one=unit, open_unit=rates)
+
+
+# === shared block: q_networks (edit blocks/q_networks.py, then run tools/sync_blocks.py) ===
+def mlp(in_dim: int, hidden_dims: Sequence[int], out_dim: int, output_gain: float, dropout=0.0, orthogonal=True):
+    """Linear-ReLU stack. Orthogonal init (zero bias): gain sqrt(2) on hidden layers and `output_gain`
+    on the output layer (CORL uses sqrt(2) on the output too; the official code uses 1e-2)."""
+    widths, layers = [in_dim, *hidden_dims, out_dim], []
+    for index, (width_in, width_out) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(width_in, width_out))
+        if orthogonal:
+            nn.init.orthogonal_(layers[-1].weight, gain=output_gain if index == len(hidden_dims) else math.sqrt(2))
+            nn.init.zeros_(layers[-1].bias)
+        if index < len(hidden_dims):
+            layers += [nn.ReLU(), nn.Dropout(dropout)] if dropout > 0 else [nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+class VectorizedCritic(nn.Module):
+    """An ensemble of Q(s, a) MLPs evaluated together, one batched matmul per layer; forward returns
+    (ensemble, batch). Each member starts as nn.Linear layers do, then (`orthogonal`) as `mlp` does."""
+
+    def __init__(self, state_dim, action_dim, hidden_dims, ensemble=2, output_gain=1e-2, orthogonal=True):
+        super().__init__()
+        widths = [state_dim + action_dim, *hidden_dims, 1]
+        self.weights = nn.ParameterList(torch.empty(ensemble, a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.biases = nn.ParameterList(torch.empty(ensemble, 1, b) for b in widths[1:])
+        for weight, bias in zip(self.weights, self.biases):
+            bound = 1 / math.sqrt(weight.shape[1])
+            for member in range(ensemble):  # nn.Linear's default init
+                nn.init.uniform_(weight[member], -bound, bound)
+                nn.init.uniform_(bias[member], -bound, bound)
+        for layer, (weight, bias) in enumerate(zip(self.weights, self.biases) if orthogonal else []):
+            gain = output_gain if layer == len(hidden_dims) else math.sqrt(2)
+            for member in range(ensemble):  # orthogonal per member, on the (out, in) view
+                nn.init.orthogonal_(weight.data[member].T, gain=gain)
+            nn.init.zeros_(bias)
+
+    def forward(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([state, action], dim=-1).expand(len(self.weights[0]), -1, -1)
+        for layer, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            x = x @ weight + bias
+            x = torch.relu(x) if layer < len(self.weights) - 1 else x
+        return x.squeeze(-1)
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """target <- (1 - tau) target + tau source, fused over all parameters."""
+    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
+
+
+# === end shared block: q_networks ===
+
+
+# === shared block: sac (edit blocks/sac.py, then run tools/sync_blocks.py) ===
+class TanhGaussianActor(nn.Module):
+    """tanh(N(mean, std)) policy. log_std = multiplier * raw + offset with learnable scalars
+    (init 1 and -1, official), clipped to [-20, 2]; the deterministic action is tanh(mean)."""
+
+    def __init__(self, state_dim: int, action_dim: int, hidden_dims, orthogonal: bool = True):
+        super().__init__()
+        self.action_dim = action_dim
+        self.trunk = mlp(state_dim, hidden_dims, 2 * action_dim, output_gain=1e-2, orthogonal=orthogonal)
+        self.log_std_multiplier = nn.Parameter(torch.tensor(1.0))
+        self.log_std_offset = nn.Parameter(torch.tensor(-1.0))
+
+    def forward(self, state: torch.Tensor, deterministic: bool = False, repeat: Optional[int] = None):
+        """Actions and their log-probabilities; with `repeat` n, (B, n, act_dim) samples per state."""
+        if repeat is not None:
+            state = state.unsqueeze(1).expand(-1, repeat, -1)
+        mean, raw_log_std = self.trunk(state).split(self.action_dim, dim=-1)
+        log_std = (self.log_std_multiplier * raw_log_std + self.log_std_offset).clamp(-20.0, 2.0)
+        std = log_std.exp()
+        pre_tanh = mean if deterministic else mean + std * torch.randn_like(mean)
+        log_prob = (-0.5 * ((pre_tanh - mean) / std) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        log_prob = log_prob - (2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))).sum(-1)
+        return torch.tanh(pre_tanh), log_prob
+
+
+def step_together(steps: Sequence[Tuple[torch.Tensor, torch.optim.Optimizer, list]]) -> None:
+    """(loss, optimizer, parameters) per part: every gradient first, then every step, so all the losses
+    of one update come from the same (pre-update) parameters, as in the Cal-QL repository's SAC and CQL."""
+    for loss, optimizer, parameters in steps:
+        optimizer.zero_grad(set_to_none=True)
+        torch.autograd.backward(loss, inputs=parameters)
+    for _, optimizer, _ in steps:
+        optimizer.step()
+
+
+# === end shared block: sac ===
 
 
 def env_spec(name: str) -> "EnvSpec":
@@ -295,98 +385,8 @@ def main() -> None:
 
 
 # -------------------------------------------------------------------------------------------------
-# The networks and buffers SAC shares with the CQL and IQL scripts, synced from blocks/.
+# The buffers, batching and regret SAC shares with the fine-tuning scripts, synced from blocks/.
 # -------------------------------------------------------------------------------------------------
-# === shared block: q_networks (edit blocks/q_networks.py, then run tools/sync_blocks.py) ===
-def mlp(in_dim: int, hidden_dims: Sequence[int], out_dim: int, output_gain: float, dropout=0.0, orthogonal=True):
-    """Linear-ReLU stack. Orthogonal init (zero bias): gain sqrt(2) on hidden layers and `output_gain`
-    on the output layer (CORL uses sqrt(2) on the output too; the official code uses 1e-2)."""
-    widths, layers = [in_dim, *hidden_dims, out_dim], []
-    for index, (width_in, width_out) in enumerate(zip(widths[:-1], widths[1:])):
-        layers.append(nn.Linear(width_in, width_out))
-        if orthogonal:
-            nn.init.orthogonal_(layers[-1].weight, gain=output_gain if index == len(hidden_dims) else math.sqrt(2))
-            nn.init.zeros_(layers[-1].bias)
-        if index < len(hidden_dims):
-            layers += [nn.ReLU(), nn.Dropout(dropout)] if dropout > 0 else [nn.ReLU()]
-    return nn.Sequential(*layers)
-
-
-class VectorizedCritic(nn.Module):
-    """An ensemble of Q(s, a) MLPs evaluated together, one batched matmul per layer; forward returns
-    (ensemble, batch). Each member starts as nn.Linear layers do, then (`orthogonal`) as `mlp` does."""
-
-    def __init__(self, state_dim, action_dim, hidden_dims, ensemble=2, output_gain=1e-2, orthogonal=True):
-        super().__init__()
-        widths = [state_dim + action_dim, *hidden_dims, 1]
-        self.weights = nn.ParameterList(torch.empty(ensemble, a, b) for a, b in zip(widths[:-1], widths[1:]))
-        self.biases = nn.ParameterList(torch.empty(ensemble, 1, b) for b in widths[1:])
-        for weight, bias in zip(self.weights, self.biases):
-            bound = 1 / math.sqrt(weight.shape[1])
-            for member in range(ensemble):  # nn.Linear's default init
-                nn.init.uniform_(weight[member], -bound, bound)
-                nn.init.uniform_(bias[member], -bound, bound)
-        for layer, (weight, bias) in enumerate(zip(self.weights, self.biases) if orthogonal else []):
-            gain = output_gain if layer == len(hidden_dims) else math.sqrt(2)
-            for member in range(ensemble):  # orthogonal per member, on the (out, in) view
-                nn.init.orthogonal_(weight.data[member].T, gain=gain)
-            nn.init.zeros_(bias)
-
-    def forward(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([state, action], dim=-1).expand(len(self.weights[0]), -1, -1)
-        for layer, (weight, bias) in enumerate(zip(self.weights, self.biases)):
-            x = x @ weight + bias
-            x = torch.relu(x) if layer < len(self.weights) - 1 else x
-        return x.squeeze(-1)
-
-
-@torch.no_grad()
-def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
-    """target <- (1 - tau) target + tau source, fused over all parameters."""
-    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
-
-
-# === end shared block: q_networks ===
-
-
-# === shared block: sac (edit blocks/sac.py, then run tools/sync_blocks.py) ===
-class TanhGaussianActor(nn.Module):
-    """tanh(N(mean, std)) policy. log_std = multiplier * raw + offset with learnable scalars
-    (init 1 and -1, official), clipped to [-20, 2]; the deterministic action is tanh(mean)."""
-
-    def __init__(self, state_dim: int, action_dim: int, hidden_dims, orthogonal: bool = True):
-        super().__init__()
-        self.action_dim = action_dim
-        self.trunk = mlp(state_dim, hidden_dims, 2 * action_dim, output_gain=1e-2, orthogonal=orthogonal)
-        self.log_std_multiplier = nn.Parameter(torch.tensor(1.0))
-        self.log_std_offset = nn.Parameter(torch.tensor(-1.0))
-
-    def forward(self, state: torch.Tensor, deterministic: bool = False, repeat: Optional[int] = None):
-        """Actions and their log-probabilities; with `repeat` n, (B, n, act_dim) samples per state."""
-        if repeat is not None:
-            state = state.unsqueeze(1).expand(-1, repeat, -1)
-        mean, raw_log_std = self.trunk(state).split(self.action_dim, dim=-1)
-        log_std = (self.log_std_multiplier * raw_log_std + self.log_std_offset).clamp(-20.0, 2.0)
-        std = log_std.exp()
-        pre_tanh = mean if deterministic else mean + std * torch.randn_like(mean)
-        log_prob = (-0.5 * ((pre_tanh - mean) / std) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-        log_prob = log_prob - (2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))).sum(-1)
-        return torch.tanh(pre_tanh), log_prob
-
-
-def step_together(steps: Sequence[Tuple[torch.Tensor, torch.optim.Optimizer, list]]) -> None:
-    """(loss, optimizer, parameters) per part: every gradient first, then every step, so all the losses
-    of one update come from the same (pre-update) parameters, as in the Cal-QL repository's SAC and CQL."""
-    for loss, optimizer, parameters in steps:
-        optimizer.zero_grad(set_to_none=True)
-        torch.autograd.backward(loss, inputs=parameters)
-    for _, optimizer, _ in steps:
-        optimizer.step()
-
-
-# === end shared block: sac ===
-
-
 # === shared block: transitions (edit blocks/transitions.py, then run tools/sync_blocks.py) ===
 def reward_transform(dataset: "Dataset", normalize_returns: bool, scale: float, bias: float):
     """raw rewards -> training rewards, the same for the dataset and for env steps: IQL's locomotion
