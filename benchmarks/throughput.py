@@ -6,8 +6,10 @@
 Each script is measured with its own update and evaluation functions, next to a baseline that
 does the same work the way the public reproductions do (CORL, the official ODT code), in the same
 process, so the ratio holds on any machine: the same update fed batches gathered on the host, with
-every metric read back (.item()) after every step; one env at a time for evaluation. The table is
-printed and written to --output with the command.
+every metric read back (.item()) after every step; one env at a time for evaluation. Updates are
+measured three ways: the baseline, ours as written (eager) and ours on the fast path (`--compile
+true`: torch.compile, with CUDA graphs on CUDA). The table is printed and written to --output with
+the command.
 """
 
 import argparse
@@ -42,12 +44,23 @@ def update_work(update: Callable[[Any], Dict[str, torch.Tensor]], batch: Callabl
     return work
 
 
-def measured(script: str, *measures: Tuple[str, Tuple[float, float], str]) -> List[Row]:
-    """A script's table rows, one per (measure, (ours, baseline), what the baseline is)."""
+def measured(script: str, *measures: Tuple[str, Tuple[float, ...], str]) -> List[Row]:
+    """A script's table rows, one per (measure, (ours, baseline[, ours compiled]), what the baseline is)."""
     return [
-        {"script": script, "measure": measure, "ours": ours, "baseline": baseline, "baseline_is": baseline_is}
-        for measure, (ours, baseline), baseline_is in measures
+        {"script": script, "measure": measure, "ours": rates[0], "baseline": rates[1], "baseline_is": baseline_is}
+        | {"compiled": rates[2] if len(rates) > 2 else None}
+        for measure, rates, baseline_is in measures
     ]
+
+
+def with_compiled(rates: Tuple[float, float], compiled: Callable[[], int], seconds: float, device, on: bool):
+    """(ours, baseline) plus the rate of the compiled update when `on`; measured last, as compiling turns the
+    optimisers' lrs into tensors. The first calls (compilation) are the warm-up, not timed."""
+    if not on:
+        return rates
+    for _ in range(3):
+        compiled()
+    return (*rates, rate(compiled, seconds, device))
 
 
 # -------------------------------------------------------------------------------------------------
@@ -104,7 +117,9 @@ def corl_style_dt_evaluate(model, env_spec, target: float, config, data, device:
     return horizon
 
 
-def bench_dt(data_path: Path, device: torch.device, seconds: float, eval_envs: int, sizes=None) -> List[Row]:
+def bench_dt(
+    data_path: Path, device: torch.device, seconds: float, eval_envs: int, sizes=None, compiled: bool = True
+) -> List[Row]:
     """`sizes`: TrainConfig overrides (model and batch size); default: the script's own."""
     dt = load_script("algorithms/offline/dt.py")
     target = 3600.0
@@ -127,6 +142,11 @@ def bench_dt(data_path: Path, device: torch.device, seconds: float, eval_envs: i
         update, lambda: corl_style_dt_batch(data, config.batch_size, config.seq_len, device), log_each_step=True
     )
     updates = rate(ours, seconds, device), rate(corl, seconds, device)
+    fast = dt.compile_update(dt.train_step, True, device, [optimizer]) if compiled else None
+    fast_update = lambda batch: {"loss": fast(model, optimizer, scheduler, batch, config.clip_grad)}
+    updates = with_compiled(
+        updates, update_work(fast_update, lambda: data.sample(config.batch_size), False), seconds, device, compiled
+    )
     envs = dataset.env.make_vector(eval_envs)
 
     def batched_eval() -> int:
@@ -186,7 +206,7 @@ def host_side_trajectory_batch(buffer, batch_size: int, seq_len: int) -> Dict[st
 
 
 def bench_online_dt(
-    name: str, data_path: Path, device: torch.device, seconds: float, eval_envs: int, sizes=None
+    name: str, data_path: Path, device: torch.device, seconds: float, eval_envs: int, sizes=None, compiled=True
 ) -> List[Row]:
     """`sizes`: TrainConfig overrides; default: the paper's ~13M-parameter DT on a GPU, CORL's DT size
     on a CPU (where one update of the paper's size takes seconds)."""
@@ -209,6 +229,10 @@ def bench_online_dt(
         learner.update, lambda: host_side_trajectory_batch(buffer, config.batch_size, config.seq_len), True
     )
     updates = rate(ours, seconds, device), rate(host, seconds, device)
+    if compiled:
+        fast = script.compile_update(learner.update, True, device, list(vars(learner).values()))
+        fast_work = update_work(fast, lambda: buffer.sample(config.batch_size), log_each_step=False)
+        updates = with_compiled(updates, fast_work, seconds, device, compiled)
 
     def run(envs) -> int:
         """The script's episode runner with its evaluation policy and settings; returns env steps."""
@@ -265,7 +289,7 @@ def host_indexed(buffer, count: int) -> Dict[str, torch.Tensor]:
 
 
 def value_based_benchmark(
-    script_path: str, data_path: Path, device: torch.device, seconds: float, eval_envs: int, sizes=None
+    script_path: str, data_path: Path, device: torch.device, seconds: float, eval_envs: int, sizes=None, compiled=True
 ) -> List[Row]:
     """The script's own update on the script's own batches (mixed offline/online for the fine-tune
     scripts, as after 10k env steps), next to CORL's loop around the same update: numpy indices drawn
@@ -296,6 +320,8 @@ def value_based_benchmark(
         agent = script.CalQL(state_dim, action_dim, config, device)
     elif hasattr(script, "CQL"):
         agent = script.CQL(state_dim, action_dim, config, device)
+    elif hasattr(script, "SAC"):
+        agent = script.SAC(state_dim, action_dim, config, device)
     else:
         agent = script.IQL(state_dim, action_dim, config, device, decay_steps=0 if finetune else config.max_timesteps)
 
@@ -314,6 +340,9 @@ def value_based_benchmark(
     ours = update_work(agent.train_step, ours_batch, log_each_step=False)
     corl = update_work(agent.train_step, corl_batch, log_each_step=True)
     updates = rate(ours, seconds, device), rate(corl, seconds, device)
+    if compiled:
+        fast = script.compile_update(agent.train_step, True, device, list(vars(agent).values()))
+        updates = with_compiled(updates, update_work(fast, ours_batch, False), seconds, device, compiled)
     envs = dataset.env.make_vector(eval_envs)
     mean_t, std_t = torch.as_tensor(mean, device=device), torch.as_tensor(std, device=device)
     act = lambda state: agent.act(state, deterministic=True)
@@ -343,6 +372,7 @@ BENCHMARKS: Dict[str, Callable[..., List[Row]]] = {
     "cql_finetune": functools.partial(value_based_benchmark, "algorithms/finetune/cql.py"),
     "cal_ql": functools.partial(value_based_benchmark, "algorithms/finetune/cal_ql.py"),
     "iql_finetune": functools.partial(value_based_benchmark, "algorithms/finetune/iql.py"),
+    "sac": functools.partial(value_based_benchmark, "algorithms/online/sac.py"),
 }
 
 
@@ -357,13 +387,16 @@ def table(results: List[Row], device: torch.device, command: List[str]) -> str:
         f"data: generated hopper-random, {TRANSITIONS // 1000}k transitions",
         f"Command: python benchmarks/throughput.py {' '.join(command)}",
         "",
-        "| script | measure | ours | baseline | ratio | baseline is |",
-        "|---|---|---|---|---|---|",
+        "| script | measure | baseline | ours, eager | ours, compiled | eager / baseline | compiled / baseline "
+        "| baseline is |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in results:
+        fast, base = row["compiled"], row["baseline"]
+        compiled = ("n/a", "n/a") if fast is None else (f"{fast:.1f}", f"{fast / base:.2f}x")
         lines.append(
-            f"| {row['script']} | {row['measure']} | {row['ours']:.1f} | {row['baseline']:.1f} | "
-            f"{row['ours'] / row['baseline']:.2f}x | {row['baseline_is']} |"
+            f"| {row['script']} | {row['measure']} | {base:.1f} | {row['ours']:.1f} | {compiled[0]} | "
+            f"{row['ours'] / base:.2f}x | {compiled[1]} | {row['baseline_is']} |"
         )
     return "\n".join(lines)
 
@@ -376,6 +409,7 @@ def main() -> None:
     parser.add_argument("--eval_envs", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--no_compiled", action="store_true", help="skip the compiled column (it compiles each update)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -389,7 +423,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         data_path = generate_dataset(Path(directory) / "hopper-random.hdf5", transitions=TRANSITIONS)
         for name in args.scripts:
-            results += BENCHMARKS[name](data_path, device, args.seconds, args.eval_envs)
+            results += BENCHMARKS[name](data_path, device, args.seconds, args.eval_envs, compiled=not args.no_compiled)
     text = table(results, device, sys.argv[1:])
     print(text)
     if args.output:

@@ -95,7 +95,7 @@ class CQL:
             current_actions, log_pi_current = self.actor(state, repeat=n)
             next_actions_at_s, log_pi_next = self.actor(next_state, repeat=n)
         td_loss = ((q_data - target.unsqueeze(0)) ** 2).mean(-1).sum()
-        random_actions = torch.empty(state.shape[0], n, self.action_dim, device=self.device).uniform_(-1.0, 1.0)
+        random_actions = torch.rand(state.shape[0], n, self.action_dim, device=self.device) * 2.0 - 1.0
         q_random = q_of_samples(self.critic, state, random_actions)
         q_current = q_of_samples(self.critic, state, current_actions)
         q_next = q_of_samples(self.critic, state, next_actions_at_s)

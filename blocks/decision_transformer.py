@@ -69,6 +69,7 @@ class DecisionTrunk(nn.Module):
             for _ in range(config.num_layers)
         )
         self.output_norm = nn.LayerNorm(width)
+        self.bf16 = config.bf16
 
     @staticmethod
     def init_weights(module: nn.Module) -> None:
@@ -81,19 +82,20 @@ class DecisionTrunk(nn.Module):
         self, states: torch.Tensor, actions: torch.Tensor, returns_to_go: torch.Tensor, timesteps: torch.Tensor
     ) -> torch.Tensor:
         batch, length = states.shape[:2]
-        time_embedding = 0.0 if self.timestep_embedding is None else self.timestep_embedding(timesteps)
-        tokens = torch.stack(
-            (
-                self.return_embedding(returns_to_go.unsqueeze(-1)) + time_embedding,
-                self.state_embedding(states) + time_embedding,
-                self.action_embedding(actions) + time_embedding,
-            ),
-            dim=2,
-        ).reshape(batch, 3 * length, self.width)
-        hidden = self.embedding_dropout(self.embedding_norm(tokens))
-        for block in self.blocks:
-            hidden = block(hidden)
-        return self.output_norm(hidden)[:, 1::3]
+        with torch.autocast(states.device.type, torch.bfloat16, enabled=self.bf16):  # heads stay in float32
+            time_embedding = 0.0 if self.timestep_embedding is None else self.timestep_embedding(timesteps)
+            tokens = torch.stack(
+                (
+                    self.return_embedding(returns_to_go.unsqueeze(-1)) + time_embedding,
+                    self.state_embedding(states) + time_embedding,
+                    self.action_embedding(actions) + time_embedding,
+                ),
+                dim=2,
+            ).reshape(batch, 3 * length, self.width)
+            hidden = self.embedding_dropout(self.embedding_norm(tokens))
+            for block in self.blocks:
+                hidden = block(hidden)
+        return self.output_norm(hidden.float())[:, 1::3]
 
 
 class DecisionTransformer(nn.Module):

@@ -40,9 +40,10 @@ class TanhGaussianActor(nn.Module):
 
 def step_together(steps: Sequence[Tuple[torch.Tensor, torch.optim.Optimizer, list]]) -> None:
     """(loss, optimizer, parameters) per part: every gradient first, then every step, so all the losses
-    of one update come from the same (pre-update) parameters, as in the Cal-QL repository's SAC and CQL."""
-    for loss, optimizer, parameters in steps:
+    of one update come from the same (pre-update) parameters, as in the Cal-QL repository's SAC and CQL.
+    The graph is kept until the last backward: under torch.compile the losses share one compiled graph."""
+    for index, (loss, optimizer, parameters) in enumerate(steps):
         optimizer.zero_grad(set_to_none=True)
-        torch.autograd.backward(loss, inputs=parameters)
+        torch.autograd.backward(loss, inputs=parameters, retain_graph=index < len(steps) - 1)
     for _, optimizer, _ in steps:
         optimizer.step()

@@ -15,18 +15,18 @@ import pytest
 
 from conftest import ROOT
 
-LINE_LIMITS = {  # measured with SAC, adapters in generated files and Minari
-    "offline/dt.py": 989,
-    "offline/iql.py": 930,
-    "offline/cql.py": 1015,
-    "finetune/odt.py": 1346,
-    "finetune/odt_td3.py": 1381,
-    "finetune/cql.py": 1128,
-    "finetune/cal_ql.py": 1189,
-    "finetune/iql.py": 1054,
-    "online/sac.py": 1074,
+LINE_LIMITS = {  # measured with SAC, adapters in generated files, Minari and the compiled fast path
+    "offline/dt.py": 1005,
+    "offline/iql.py": 946,
+    "offline/cql.py": 1032,
+    "finetune/odt.py": 1362,
+    "finetune/odt_td3.py": 1397,
+    "finetune/cql.py": 1145,
+    "finetune/cal_ql.py": 1206,
+    "finetune/iql.py": 1070,
+    "online/sac.py": 1091,
 }
-PLUMBING_LIMIT = 526  # lines of the runtime and data blocks in one script (measured 526)
+PLUMBING_LIMIT = 539  # lines of the runtime and data blocks in one script (measured 539)
 PLUMBING = ("runtime", "data")
 BEGIN = re.compile(r"^# === shared block: (\w+) ")
 END = re.compile(r"^# === end shared block: (\w+) ===$")
@@ -80,7 +80,9 @@ def test_synced_plumbing_is_a_small_share_of_the_scripts():
         algorithm += sum(value for name, value in counts.items() if name not in PLUMBING)
         assert sum(counts.get(name, 0) for name in PLUMBING) <= PLUMBING_LIMIT, script
     print(f"plumbing {plumbing / total:.1%}, shared algorithm blocks {algorithm / total:.1%} of {total} lines")
-    assert plumbing / total <= 0.469 and (plumbing + algorithm) / total <= 0.755  # measured 46.8% and 75.0%
+    assert (
+        plumbing / total <= 0.474 and (plumbing + algorithm) / total <= 0.755
+    )  # plumbing measured 47.3% (fast path included)
 
 
 def test_odt_and_odt_td3_differ_only_in_the_method():

@@ -21,7 +21,7 @@ IMPORTS = (
     "import dataclasses\nimport difflib\nimport functools\nimport importlib\nimport inspect\n"
     "import json\nimport math\nimport os\nimport pickle\nimport random\nimport re\nimport shutil\n"
     "import signal\nimport sys\nimport time\nimport urllib.request\nfrom dataclasses import dataclass, field, replace\n"
-    "from pathlib import Path\nfrom typing import Any, Callable, Dict, List, Optional, Tuple\n\n"
+    "from pathlib import Path\nfrom typing import Any, Callable, Dict, List, Optional, Sequence, Tuple\n\n"
     "import gymnasium as gym\nimport h5py\nimport numpy as np\nimport pyrallis\nimport torch\nimport yaml\n"
 )
 

@@ -15,9 +15,11 @@ VALUE_SIZES = {"actor_hidden_dims": (16, 16), "critic_hidden_dims": (16, 16), "b
 @pytest.mark.parametrize("name", list(throughput.BENCHMARKS))
 def test_benchmark_measures(name, hopper_random):
     sizes = DT_SIZES if name in ("dt", "odt", "odt_td3") else VALUE_SIZES
-    rows = throughput.BENCHMARKS[name](hopper_random, torch.device("cpu"), 0.05, 1, sizes=sizes)
+    compiled = name == "iql"  # compiling every update would add minutes (tests/test_fast_path.py covers them all)
+    rows = throughput.BENCHMARKS[name](hopper_random, torch.device("cpu"), 0.05, 1, sizes=sizes, compiled=compiled)
     assert len(rows) == 2 and "/s (" in rows[0]["measure"] and rows[1]["measure"].startswith("eval env-steps/s")
     for row in rows:
         assert row["ours"] > 0 and row["baseline"] > 0, row
+    assert (rows[0]["compiled"] is not None and rows[0]["compiled"] > 0) == compiled and rows[1]["compiled"] is None
     text = throughput.table(rows, torch.device("cpu"), ["--scripts", name])
     assert text.count(f"| {rows[0]['script']} |") == 2

@@ -81,6 +81,7 @@ class TrainConfig:
     train_seed: int = 0  # CORL: seed
     deterministic_torch: bool = False
     device: str = "auto"  # auto: cuda when available, else cpu
+    compile: Optional[bool] = None  # torch.compile the update, with CUDA graphs on CUDA; default: on for CUDA only
     run_dir: Optional[str] = None  # default: runs/<algorithm>/<dataset>/seed<train_seed>-<time>
     resume: Optional[str] = None  # a run directory to continue from its newest checkpoint
     log_every: int = 1000
@@ -426,6 +427,7 @@ def train(config: TrainConfig) -> Dict[str, Any]:
         step, env_steps, episodes = checkpoint["step"], checkpoint["env_steps"], checkpoint["episodes"]
         scores, offline_metrics = checkpoint["regret_scores"], checkpoint["offline_metrics"]
         episode_steps, last_return = checkpoint["episode_steps"], checkpoint["last_return"]
+    train_step = compile_update(agent.train_step, config.compile, device, list(vars(agent).values()))
     eval_envs, explore_env = dataset.env.make_vector(config.n_episodes), dataset.env.make()
     total, eval_metrics = config.offline_iterations + config.online_iterations, {}
     progress = tqdm(total=total, initial=step, desc="iql-finetune", dynamic_ncols=True)
@@ -456,7 +458,7 @@ def train(config: TrainConfig) -> Dict[str, Any]:
         return observation, episode_return
 
     while step < config.offline_iterations:
-        run.add(agent.train_step(offline.sample(config.batch_size)))
+        run.add(train_step(offline.sample(config.batch_size)))
         step += 1
         finished = step == config.offline_iterations
         if step % config.log_every == 0 or finished or run.stopping:
@@ -483,7 +485,7 @@ def train(config: TrainConfig) -> Dict[str, Any]:
         online.add({**row, "rewards": transform([reward]), "dones": [terminated]})  # a time limit is no terminal
         env_steps, episode_steps, episode_return = env_steps + 1, episode_steps + 1, episode_return + float(reward)
         for _ in range(config.utd_ratio):
-            run.add(agent.train_step(sample_mixed(offline, online, config.batch_size, config.mixing_ratio)))
+            run.add(train_step(sample_mixed(offline, online, config.batch_size, config.mixing_ratio)))
         if terminated or truncated:
             episodes, episode_steps, last_return = episodes + 1, 0, episode_return
             observation, episode_return = start_episode()
@@ -622,6 +624,20 @@ def pick_device(device: str) -> torch.device:
             f"device '{device}' requested, but this machine has {count} CUDA device(s); use --device cpu or auto"
         )
     return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+
+
+def compile_update(update: Callable, enabled: Optional[bool], device: torch.device, parts: Sequence[Any]) -> Callable:
+    """The update as written, or (`compile`; default: on CUDA) under torch.compile, with CUDA graphs and TF32
+    on CUDA. Compiled, the optimisers' lrs live in tensors, so a scheduler's change recompiles nothing."""
+    enabled = device.type == "cuda" if enabled is None else enabled
+    for optimizer in (part for part in parts if isinstance(part, torch.optim.Optimizer)):
+        for group in optimizer.param_groups:
+            group["lr"] = torch.tensor(float(group["lr"])) if enabled else float(group["lr"])
+    if not enabled:
+        return update
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    torch._functorch.config.donated_buffer = False  # several losses backpropagate through one compiled graph
+    return torch.compile(update, mode="reduce-overhead" if device.type == "cuda" else None)
 
 
 class Run:

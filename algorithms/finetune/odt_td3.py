@@ -37,7 +37,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import gymnasium as gym
 import h5py
@@ -118,6 +118,8 @@ class TrainConfig:
     train_seed: int = 10
     deterministic_torch: bool = False
     device: str = "auto"
+    compile: Optional[bool] = None  # torch.compile the update, with CUDA graphs on CUDA; default: on for CUDA only
+    bf16: bool = False  # bf16 autocast inside the transformer (for CUDA); its output and the losses stay float32
     run_dir: Optional[str] = None  # default: runs/odt_td3/<dataset>/seed<train_seed>-<time>
     resume: Optional[str] = None
     log_every: int = 100
@@ -203,6 +205,7 @@ class DecisionTrunk(nn.Module):
             for _ in range(config.num_layers)
         )
         self.output_norm = nn.LayerNorm(width)
+        self.bf16 = config.bf16
 
     @staticmethod
     def init_weights(module: nn.Module) -> None:
@@ -215,19 +218,20 @@ class DecisionTrunk(nn.Module):
         self, states: torch.Tensor, actions: torch.Tensor, returns_to_go: torch.Tensor, timesteps: torch.Tensor
     ) -> torch.Tensor:
         batch, length = states.shape[:2]
-        time_embedding = 0.0 if self.timestep_embedding is None else self.timestep_embedding(timesteps)
-        tokens = torch.stack(
-            (
-                self.return_embedding(returns_to_go.unsqueeze(-1)) + time_embedding,
-                self.state_embedding(states) + time_embedding,
-                self.action_embedding(actions) + time_embedding,
-            ),
-            dim=2,
-        ).reshape(batch, 3 * length, self.width)
-        hidden = self.embedding_dropout(self.embedding_norm(tokens))
-        for block in self.blocks:
-            hidden = block(hidden)
-        return self.output_norm(hidden)[:, 1::3]
+        with torch.autocast(states.device.type, torch.bfloat16, enabled=self.bf16):  # heads stay in float32
+            time_embedding = 0.0 if self.timestep_embedding is None else self.timestep_embedding(timesteps)
+            tokens = torch.stack(
+                (
+                    self.return_embedding(returns_to_go.unsqueeze(-1)) + time_embedding,
+                    self.state_embedding(states) + time_embedding,
+                    self.action_embedding(actions) + time_embedding,
+                ),
+                dim=2,
+            ).reshape(batch, 3 * length, self.width)
+            hidden = self.embedding_dropout(self.embedding_norm(tokens))
+            for block in self.blocks:
+                hidden = block(hidden)
+        return self.output_norm(hidden.float())[:, 1::3]
 
 
 class DecisionTransformer(nn.Module):
@@ -592,8 +596,8 @@ class TwinCritic(nn.Module):
 
 @torch.no_grad()
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
-    for target_parameter, parameter in zip(target.parameters(), source.parameters()):
-        target_parameter.lerp_(parameter, tau)
+    """target <- (1 - tau) target + tau source, fused over all parameters."""
+    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
 
 
 @torch.no_grad()
@@ -699,7 +703,7 @@ class ODT_TD3:
         supervised_coef, alpha = self.coefficients(self.updates - 1)
         scheduler = self.actor_scheduler
         return {
-            "learning_rate": scheduler.get_last_lr()[0],
+            "learning_rate": float(scheduler.get_last_lr()[0]),
             "actor_updates": scheduler.last_epoch,
             "alpha": alpha,
             "supervised_coef": supervised_coef,
@@ -740,6 +744,7 @@ def train(config: TrainConfig) -> Dict[str, Any]:
         learner.load_state_dict(checkpoint["learner"])
         buffer.load_state_dict(checkpoint["buffer"])
         progress_state = checkpoint["progress"]
+    update = compile_update(learner.update, config.compile, device, list(vars(learner).values()))
     step = progress_state["step"]
     pretrain_data = None  # pretraining samples every offline trajectory, as both official repos do
     if step < config.pretrain_steps:  # not built when a run resumes in its online phase
@@ -788,7 +793,7 @@ def train(config: TrainConfig) -> Dict[str, Any]:
                 },
             )
             run.window_start += elapsed  # rollout time is not update throughput
-        run.add(learner.update((pretrain_data if step < config.pretrain_steps else buffer).sample(config.batch_size)))
+        run.add(update((pretrain_data if step < config.pretrain_steps else buffer).sample(config.batch_size)))
         step += 1
         at_boundary = step > config.pretrain_steps and (step - config.pretrain_steps) % per_iteration == 0
         budget = config.max_online_transitions
@@ -949,6 +954,20 @@ def pick_device(device: str) -> torch.device:
             f"device '{device}' requested, but this machine has {count} CUDA device(s); use --device cpu or auto"
         )
     return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+
+
+def compile_update(update: Callable, enabled: Optional[bool], device: torch.device, parts: Sequence[Any]) -> Callable:
+    """The update as written, or (`compile`; default: on CUDA) under torch.compile, with CUDA graphs and TF32
+    on CUDA. Compiled, the optimisers' lrs live in tensors, so a scheduler's change recompiles nothing."""
+    enabled = device.type == "cuda" if enabled is None else enabled
+    for optimizer in (part for part in parts if isinstance(part, torch.optim.Optimizer)):
+        for group in optimizer.param_groups:
+            group["lr"] = torch.tensor(float(group["lr"])) if enabled else float(group["lr"])
+    if not enabled:
+        return update
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    torch._functorch.config.donated_buffer = False  # several losses backpropagate through one compiled graph
+    return torch.compile(update, mode="reduce-overhead" if device.type == "cuda" else None)
 
 
 class Run:

@@ -86,6 +86,7 @@ class TrainConfig:
     train_seed: int = 0  # CORL: seed
     deterministic_torch: bool = False
     device: str = "auto"  # auto: cuda when available, else cpu
+    compile: Optional[bool] = None  # torch.compile the update, with CUDA graphs on CUDA; default: on for CUDA only
     run_dir: Optional[str] = None  # default: runs/<algorithm>/<dataset>/seed<train_seed>-<time>
     resume: Optional[str] = None  # a run directory to continue from its newest checkpoint
     log_every: int = 1000
@@ -182,10 +183,11 @@ class TanhGaussianActor(nn.Module):
 
 def step_together(steps: Sequence[Tuple[torch.Tensor, torch.optim.Optimizer, list]]) -> None:
     """(loss, optimizer, parameters) per part: every gradient first, then every step, so all the losses
-    of one update come from the same (pre-update) parameters, as in the Cal-QL repository's SAC and CQL."""
-    for loss, optimizer, parameters in steps:
+    of one update come from the same (pre-update) parameters, as in the Cal-QL repository's SAC and CQL.
+    The graph is kept until the last backward: under torch.compile the losses share one compiled graph."""
+    for index, (loss, optimizer, parameters) in enumerate(steps):
         optimizer.zero_grad(set_to_none=True)
-        torch.autograd.backward(loss, inputs=parameters)
+        torch.autograd.backward(loss, inputs=parameters, retain_graph=index < len(steps) - 1)
     for _, optimizer, _ in steps:
         optimizer.step()
 
@@ -276,7 +278,7 @@ class CQL:
             current_actions, log_pi_current = self.actor(state, repeat=n)
             next_actions_at_s, log_pi_next = self.actor(next_state, repeat=n)
         td_loss = ((q_data - target.unsqueeze(0)) ** 2).mean(-1).sum()
-        random_actions = torch.empty(state.shape[0], n, self.action_dim, device=self.device).uniform_(-1.0, 1.0)
+        random_actions = torch.rand(state.shape[0], n, self.action_dim, device=self.device) * 2.0 - 1.0
         q_random = q_of_samples(self.critic, state, random_actions)
         q_current = q_of_samples(self.critic, state, current_actions)
         q_next = q_of_samples(self.critic, state, next_actions_at_s)
@@ -447,10 +449,11 @@ def train(config: TrainConfig) -> Dict[str, Any]:
     if checkpoint:
         agent.load_state_dict(checkpoint["agent"])
         step = checkpoint["step"]
+    train_step = compile_update(agent.train_step, config.compile, device, list(vars(agent).values()))
     eval_envs, eval_metrics = dataset.env.make_vector(config.n_episodes), {}
     progress = tqdm(total=config.max_timesteps, initial=step, desc="cql", dynamic_ncols=True)
     while step < config.max_timesteps:
-        run.add(agent.train_step(buffer.sample(config.batch_size)))
+        run.add(train_step(buffer.sample(config.batch_size)))
         step += 1
         finished = step == config.max_timesteps
         if step % config.log_every == 0 or finished or run.stopping:
@@ -583,6 +586,20 @@ def pick_device(device: str) -> torch.device:
             f"device '{device}' requested, but this machine has {count} CUDA device(s); use --device cpu or auto"
         )
     return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+
+
+def compile_update(update: Callable, enabled: Optional[bool], device: torch.device, parts: Sequence[Any]) -> Callable:
+    """The update as written, or (`compile`; default: on CUDA) under torch.compile, with CUDA graphs and TF32
+    on CUDA. Compiled, the optimisers' lrs live in tensors, so a scheduler's change recompiles nothing."""
+    enabled = device.type == "cuda" if enabled is None else enabled
+    for optimizer in (part for part in parts if isinstance(part, torch.optim.Optimizer)):
+        for group in optimizer.param_groups:
+            group["lr"] = torch.tensor(float(group["lr"])) if enabled else float(group["lr"])
+    if not enabled:
+        return update
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    torch._functorch.config.donated_buffer = False  # several losses backpropagate through one compiled graph
+    return torch.compile(update, mode="reduce-overhead" if device.type == "cuda" else None)
 
 
 class Run:

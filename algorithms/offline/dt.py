@@ -31,7 +31,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import gymnasium as gym
 import h5py
@@ -84,6 +84,8 @@ class TrainConfig:
     train_seed: int = 10
     deterministic_torch: bool = False
     device: str = "auto"  # auto: cuda when available, else cpu
+    compile: Optional[bool] = None  # torch.compile the update, with CUDA graphs on CUDA; default: on for CUDA only
+    bf16: bool = False  # bf16 autocast inside the transformer (for CUDA); its output and the losses stay float32
     run_dir: Optional[str] = None  # default: runs/dt/<dataset>/seed<train_seed>-<time>
     resume: Optional[str] = None  # a run directory to continue from its newest checkpoint
     log_every: int = 100
@@ -161,6 +163,7 @@ class DecisionTrunk(nn.Module):
             for _ in range(config.num_layers)
         )
         self.output_norm = nn.LayerNorm(width)
+        self.bf16 = config.bf16
 
     @staticmethod
     def init_weights(module: nn.Module) -> None:
@@ -173,19 +176,20 @@ class DecisionTrunk(nn.Module):
         self, states: torch.Tensor, actions: torch.Tensor, returns_to_go: torch.Tensor, timesteps: torch.Tensor
     ) -> torch.Tensor:
         batch, length = states.shape[:2]
-        time_embedding = 0.0 if self.timestep_embedding is None else self.timestep_embedding(timesteps)
-        tokens = torch.stack(
-            (
-                self.return_embedding(returns_to_go.unsqueeze(-1)) + time_embedding,
-                self.state_embedding(states) + time_embedding,
-                self.action_embedding(actions) + time_embedding,
-            ),
-            dim=2,
-        ).reshape(batch, 3 * length, self.width)
-        hidden = self.embedding_dropout(self.embedding_norm(tokens))
-        for block in self.blocks:
-            hidden = block(hidden)
-        return self.output_norm(hidden)[:, 1::3]
+        with torch.autocast(states.device.type, torch.bfloat16, enabled=self.bf16):  # heads stay in float32
+            time_embedding = 0.0 if self.timestep_embedding is None else self.timestep_embedding(timesteps)
+            tokens = torch.stack(
+                (
+                    self.return_embedding(returns_to_go.unsqueeze(-1)) + time_embedding,
+                    self.state_embedding(states) + time_embedding,
+                    self.action_embedding(actions) + time_embedding,
+                ),
+                dim=2,
+            ).reshape(batch, 3 * length, self.width)
+            hidden = self.embedding_dropout(self.embedding_norm(tokens))
+            for block in self.blocks:
+                hidden = block(hidden)
+        return self.output_norm(hidden.float())[:, 1::3]
 
 
 class DecisionTransformer(nn.Module):
@@ -413,16 +417,17 @@ def train(config: TrainConfig) -> Dict[str, Any]:
         for name, part in parts.items():
             part.load_state_dict(checkpoint[name])
         step = checkpoint["step"]
+    update = compile_update(train_step, config.compile, device, [optimizer])
     envs = dataset.env.make_vector(config.eval_episodes)
     progress = tqdm(total=config.update_steps, initial=step, desc="DT", dynamic_ncols=True)
     eval_metrics: Dict[str, float] = {}
     while step < config.update_steps:
-        run.add({"loss": train_step(model, optimizer, scheduler, data.sample(config.batch_size), config.clip_grad)})
+        run.add({"loss": update(model, optimizer, scheduler, data.sample(config.batch_size), config.clip_grad)})
         step += 1
         finished = step == config.update_steps
         if step % config.log_every == 0 or finished or run.stopping:
             metrics = run.flush(step)
-            run.log(step, {**metrics, "train/learning_rate": scheduler.get_last_lr()[0]})
+            run.log(step, {**metrics, "train/learning_rate": float(scheduler.get_last_lr()[0])})
             progress.update(step - progress.n)
             progress.set_postfix(loss=f"{metrics['train/loss']:.4f}")
         if step % config.eval_every == 0 or finished:
@@ -557,6 +562,20 @@ def pick_device(device: str) -> torch.device:
             f"device '{device}' requested, but this machine has {count} CUDA device(s); use --device cpu or auto"
         )
     return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+
+
+def compile_update(update: Callable, enabled: Optional[bool], device: torch.device, parts: Sequence[Any]) -> Callable:
+    """The update as written, or (`compile`; default: on CUDA) under torch.compile, with CUDA graphs and TF32
+    on CUDA. Compiled, the optimisers' lrs live in tensors, so a scheduler's change recompiles nothing."""
+    enabled = device.type == "cuda" if enabled is None else enabled
+    for optimizer in (part for part in parts if isinstance(part, torch.optim.Optimizer)):
+        for group in optimizer.param_groups:
+            group["lr"] = torch.tensor(float(group["lr"])) if enabled else float(group["lr"])
+    if not enabled:
+        return update
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    torch._functorch.config.donated_buffer = False  # several losses backpropagate through one compiled graph
+    return torch.compile(update, mode="reduce-overhead" if device.type == "cuda" else None)
 
 
 class Run:

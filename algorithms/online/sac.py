@@ -88,6 +88,7 @@ class TrainConfig:
     train_seed: int = 0
     deterministic_torch: bool = False
     device: str = "auto"  # auto: cuda when available, else cpu
+    compile: Optional[bool] = None  # torch.compile the update, with CUDA graphs on CUDA; default: on for CUDA only
     run_dir: Optional[str] = None  # default: runs/sac/<env or dataset>/seed<train_seed>-<time>
     resume: Optional[str] = None  # a run directory to continue from its newest checkpoint
     log_every: int = 1000  # env steps
@@ -181,10 +182,11 @@ class TanhGaussianActor(nn.Module):
 
 def step_together(steps: Sequence[Tuple[torch.Tensor, torch.optim.Optimizer, list]]) -> None:
     """(loss, optimizer, parameters) per part: every gradient first, then every step, so all the losses
-    of one update come from the same (pre-update) parameters, as in the Cal-QL repository's SAC and CQL."""
-    for loss, optimizer, parameters in steps:
+    of one update come from the same (pre-update) parameters, as in the Cal-QL repository's SAC and CQL.
+    The graph is kept until the last backward: under torch.compile the losses share one compiled graph."""
+    for index, (loss, optimizer, parameters) in enumerate(steps):
         optimizer.zero_grad(set_to_none=True)
-        torch.autograd.backward(loss, inputs=parameters)
+        torch.autograd.backward(loss, inputs=parameters, retain_graph=index < len(steps) - 1)
     for _, optimizer, _ in steps:
         optimizer.step()
 
@@ -315,6 +317,7 @@ def train(config: TrainConfig) -> Dict[str, Any]:
         earlier_time = checkpoint["wall_time_s"]
         cut = online.data["timeouts"][online.size - count : online.size]  # the episodes this resume ends
         cut.copy_(1.0 - online.data["dones"][online.size - count : online.size])
+    train_step = compile_update(agent.train_step, config.compile, device, list(vars(agent).values()))
     envs = gym.vector.SyncVectorEnv([env.make] * count, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     eval_envs, eval_metrics = env.make_vector(config.n_episodes), {}
     state = envs.reset(seed=config.train_seed + 1_000_003 * env_steps)[0]
@@ -344,7 +347,7 @@ def train(config: TrainConfig) -> Dict[str, Any]:
         previous, env_steps = env_steps, env_steps + count
         if env_steps > config.random_steps:
             for _ in range(count * config.utd_ratio):
-                run.add(agent.train_step(sample()))
+                run.add(train_step(sample()))
         finished = env_steps >= config.total_steps
         log_due, eval_due, save_due = (
             previous // n != env_steps // n for n in (config.log_every, config.eval_every, config.checkpoint_every)
@@ -642,6 +645,20 @@ def pick_device(device: str) -> torch.device:
             f"device '{device}' requested, but this machine has {count} CUDA device(s); use --device cpu or auto"
         )
     return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+
+
+def compile_update(update: Callable, enabled: Optional[bool], device: torch.device, parts: Sequence[Any]) -> Callable:
+    """The update as written, or (`compile`; default: on CUDA) under torch.compile, with CUDA graphs and TF32
+    on CUDA. Compiled, the optimisers' lrs live in tensors, so a scheduler's change recompiles nothing."""
+    enabled = device.type == "cuda" if enabled is None else enabled
+    for optimizer in (part for part in parts if isinstance(part, torch.optim.Optimizer)):
+        for group in optimizer.param_groups:
+            group["lr"] = torch.tensor(float(group["lr"])) if enabled else float(group["lr"])
+    if not enabled:
+        return update
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    torch._functorch.config.donated_buffer = False  # several losses backpropagate through one compiled graph
+    return torch.compile(update, mode="reduce-overhead" if device.type == "cuda" else None)
 
 
 class Run:
