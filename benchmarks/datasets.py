@@ -52,16 +52,19 @@ def main() -> None:
     parser.add_argument("--folder", default="data/generated")
     parser.add_argument("--output", default="benchmarks/results/datasets.md")
     parser.add_argument("--suite_time", default=None, help="the suite's wall time on this machine, to record")
+    parser.add_argument("--made_by", default="python -m d4rl_compat.generate --suite true --output_dir data/generated")
+    parser.add_argument("--notes", type=Path, default=None, help="markdown appended after the tables")
     args = parser.parse_args()
     published = json.loads(PUBLISHED.read_text()) if PUBLISHED.exists() else {}
     lines = ["| dataset | source | " + " | ".join(COLUMNS) + " | normalised score of the mean |", "|---" * 9 + "|"]
-    policies = []
+    policies, shown = [], []
     for path in sorted(Path(args.folder).glob("*.hdf5")):
         stats, name = file_stats(path), path.stem if path.stem[-3:-1] == "-v" else f"{path.stem}-v2"
         cells = [number(stats[key]) for key in COLUMNS] + [number(stats.get("normalized_score"))]
         lines.append(f"| {path.stem} | generated | " + " | ".join(cells) + " |")
         reference = published.get(name)
         if reference:
+            shown.append(reference)
             cells = [number(reference.get(key)) for key in COLUMNS] + ["-"]
             lines.append(f"| {name} | D4RL, published | " + " | ".join(cells) + " |")
         if "policy_evaluation" in stats:
@@ -71,7 +74,7 @@ def main() -> None:
                 f"{number(evaluation.get('normalized_score'))} |"
             )
     text = ["# Generated datasets beside D4RL's", "", "Commands:", "", "```"]
-    text += ["python -m d4rl_compat.generate --suite true --output_dir data/generated"]
+    text += [args.made_by]
     text += [f"python benchmarks/datasets.py --folder {args.folder} --output {args.output}", "```", ""]
     if args.suite_time:
         text += [f"The suite took {args.suite_time} on this machine (2 CPU cores).", ""]
@@ -79,9 +82,11 @@ def main() -> None:
     if policies:
         text += ["", "The behaviour policies' own evaluation (sampled actions, 100 episodes, from their cards):", ""]
         text += ["| dataset | return | normalised |", "|---|---|---|", *policies]
-    sources = sorted({value["source"] for value in published.values() if value.get("source")})
+    sources = sorted({value["source"] for value in shown if value.get("source")})
     if sources:
         text += ["", "Published statistics from:", "", *[f"- {source}" for source in sources]]
+    if args.notes:
+        text += ["", args.notes.read_text().strip()]
     Path(args.output).write_text("\n".join(text) + "\n")
     print("\n".join(text))
 

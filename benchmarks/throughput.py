@@ -14,6 +14,7 @@ the command.
 
 import argparse
 import functools
+import json
 import platform
 import random
 import sys
@@ -24,7 +25,7 @@ from typing import Any, Callable, Dict, List, Tuple
 import numpy as np
 import torch
 
-from common import generate_dataset, load_script, rate
+from common import ROOT, generate_dataset, load_script, rate
 
 TRANSITIONS = 20_000  # of the generated hopper-random dataset every script trains on
 Row = Dict[str, Any]
@@ -263,6 +264,33 @@ def bench_online_dt(
     )
 
 
+def odt_td3_iteration(data_path: Path, device: torch.device, compiled: bool, sizes=None) -> Row:
+    """One online iteration of ODT+TD3 at the paper's hopper-random config (1000 env steps, then 600 critic and
+    300 actor updates), run by the script itself: seconds = 1000 / rollout env-steps/s + 600 / updates/s of the
+    online phase, from its metrics. A short pretraining first (compilation, warm-up). `sizes`: config
+    overrides (default: the paper's DT on CUDA, the CPU size of bench_online_dt on a CPU)."""
+    script = load_script("algorithms/finetune/odt_td3.py")
+    if sizes is None:
+        sizes = {} if device.type == "cuda" else {"embedding_dim": 128, "num_layers": 3, "num_heads": 1}
+    overrides = {**sizes, "pretrain_steps": 20, "online_iterations": 2, "eval_every": 10_000, "eval_episodes": 1}
+    overrides.update(checkpoint_every=10_000, log_every=10 if "batch_size" in sizes else 100)
+    with tempfile.TemporaryDirectory() as directory:
+        args = ["--config_path", str(ROOT / "configs/finetune/odt_td3/hopper/random_v2.yaml")]
+        args += ["--dataset", str(data_path)]
+        args += ["--device", device.type, "--wandb_mode", "disabled", "--run_dir", f"{directory}/run"]
+        args += ["--compile", str(compiled).lower(), *(f"--{key}={value}" for key, value in overrides.items())]
+        config = script.parse_config(script.TrainConfig, args)
+        script.train(config)
+        rows = [json.loads(line) for line in Path(directory, "run", "metrics.jsonl").read_text().splitlines()]
+    second = next(row for row in rows if row.get("online_iterations") == 2)  # the first one includes recompiles
+    updates = [row.get("train/updates_per_second") for row in rows if row["step"] > second["step"]]
+    updates = [rate for rate in updates if rate]
+    seconds = config.online_transitions / second["rollout_env_steps_per_second"]
+    seconds += config.updates_per_iteration / float(np.mean(updates))
+    size = f"emb {config.embedding_dim}, {config.num_layers} layers, K {config.seq_len}, batch {config.batch_size}"
+    return {"size": size, "seconds": seconds, "hours_for_500k": seconds * 500_000 / config.online_transitions / 3600}
+
+
 # -------------------------------------------------------------------------------------------------
 # CQL, Cal-QL and IQL (offline and fine-tune)
 
@@ -410,6 +438,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--no_compiled", action="store_true", help="skip the compiled column (it compiles each update)")
+    parser.add_argument("--iteration", action="store_true", help="also time one ODT+TD3 online iteration, both modes")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -420,11 +449,18 @@ def main() -> None:
     np.random.seed(0)
     torch.manual_seed(0)
     results: List[Row] = []
+    lines = ["", "One ODT+TD3 online iteration (1000 env steps, 600 critic / 300 actor updates), hopper-random config:"]
     with tempfile.TemporaryDirectory() as directory:
         data_path = generate_dataset(Path(directory) / "hopper-random.hdf5", transitions=TRANSITIONS)
         for name in args.scripts:
             results += BENCHMARKS[name](data_path, device, args.seconds, args.eval_envs, compiled=not args.no_compiled)
-    text = table(results, device, sys.argv[1:])
+        for compiled in (False, True) if args.iteration else ():
+            timing = odt_td3_iteration(data_path, device, compiled)
+            lines.append(
+                f"- {'compiled' if compiled else 'eager'} ({timing['size']}): {timing['seconds']:.1f} s per iteration; "
+                f"500k env steps projected at {timing['hours_for_500k']:.2f} h (updates and rollouts, no evaluation)"
+            )
+    text = table(results, device, sys.argv[1:]) + ("\n".join(lines) if args.iteration else "")
     print(text)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)

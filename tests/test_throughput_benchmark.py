@@ -23,3 +23,10 @@ def test_benchmark_measures(name, hopper_random):
     assert (rows[0]["compiled"] is not None and rows[0]["compiled"] > 0) == compiled and rows[1]["compiled"] is None
     text = throughput.table(rows, torch.device("cpu"), ["--scripts", name])
     assert text.count(f"| {rows[0]['script']} |") == 2
+
+
+def test_an_odt_td3_iteration_is_timed(hopper_random):
+    sizes = {**DT_SIZES, "updates_per_iteration": 20, "online_transitions": 100}
+    timing = throughput.odt_td3_iteration(hopper_random, torch.device("cpu"), False, sizes)
+    assert timing["seconds"] > 0 and timing["hours_for_500k"] == timing["seconds"] * 5000 / 3600
+    assert timing["size"] == "emb 16, 1 layers, K 5, batch 8"

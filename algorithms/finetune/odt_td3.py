@@ -520,11 +520,13 @@ def run_episodes(
     lengths = np.zeros(count, np.int64)
     terminated_at, success, done = np.zeros(count, bool), np.zeros(count, bool), np.zeros(count, bool)
     final_observations = np.zeros((count, state_dim), np.float32)
+    staging = torch.empty(count, state_dim + 1, pin_memory=device.type == "cuda")  # page-locked: async upload
     observation, _ = envs.reset(seed=seed)
     for step in range(horizon):
         observations[:, step] = observation
         # one upload (observation and return-to-go together) and one download (the action) per step
-        inputs = torch.as_tensor(np.column_stack([observation, remaining]), dtype=torch.float32, device=device)
+        staging.numpy()[:] = np.column_stack([observation, remaining])
+        inputs = staging.to(device, non_blocking=True)  # the action's download below waits for it
         states[:, step] = (inputs[:, :-1] - mean) / std
         returns_to_go[:, step] = inputs[:, -1]
         window = slice(max(0, step + 1 - context), step + 1)
