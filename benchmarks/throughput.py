@@ -271,7 +271,9 @@ def odt_td3_iteration(data_path: Path, device: torch.device, compiled: bool, siz
     overrides (default: the paper's DT on CUDA, the CPU size of bench_online_dt on a CPU)."""
     script = load_script("algorithms/finetune/odt_td3.py")
     if sizes is None:
-        sizes = {} if device.type == "cuda" else {"embedding_dim": 128, "num_layers": 3, "num_heads": 1}
+        sizes = (
+            {} if device.type == "cuda" else {"embedding_dim": 128, "num_layers": 3, "num_heads": 1, "batch_size": 64}
+        )
     overrides = {**sizes, "pretrain_steps": 20, "online_iterations": 2, "eval_every": 10_000, "eval_episodes": 1}
     overrides.update(checkpoint_every=10_000, log_every=10 if "batch_size" in sizes else 100)
     with tempfile.TemporaryDirectory() as directory:

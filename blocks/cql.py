@@ -77,7 +77,7 @@ class CQL:
         else:
             alpha = torch.full((), config.alpha_multiplier, device=self.device)
             alpha_loss = alpha_loss * 0.0
-        policy_loss = (alpha * log_pi - self.critic(state, new_action).min(0).values).mean()
+        policy_loss = (alpha * log_pi - self.critic.frozen(state, new_action).min(0).values).mean()
 
         q_data = self.critic(state, action)
         with torch.no_grad():
@@ -118,10 +118,10 @@ class CQL:
         """One update of every part; returns device tensors (no host sync)."""
         losses = self.losses(batch)
         steps = (
-            (losses["policy_loss"], self.actor_optimizer, list(self.actor.parameters())),
-            (losses["qf_loss"], self.critic_optimizer, list(self.critic.parameters())),
-            (losses["alpha_loss"], self.alpha_optimizer, [self.log_alpha]),
-            (losses["alpha_prime_loss"], self.alpha_prime_optimizer, [self.log_alpha_prime]),
+            (losses["policy_loss"], self.actor_optimizer),
+            (losses["qf_loss"], self.critic_optimizer),
+            (losses["alpha_loss"], self.alpha_optimizer),
+            (losses["alpha_prime_loss"], self.alpha_prime_optimizer),
         )
         step_together(steps)
         self.updates += 1

@@ -140,7 +140,6 @@ def compile_update(update: Callable, enabled: Optional[bool], device: torch.devi
     if not enabled:
         return update
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    torch._functorch.config.donated_buffer = False  # several losses backpropagate through one compiled graph
     return torch.compile(update, mode="reduce-overhead" if device.type == "cuda" else None)
 
 

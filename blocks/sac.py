@@ -38,12 +38,12 @@ class TanhGaussianActor(nn.Module):
         return torch.tanh(pre_tanh), log_prob
 
 
-def step_together(steps: Sequence[Tuple[torch.Tensor, torch.optim.Optimizer, list]]) -> None:
-    """(loss, optimizer, parameters) per part: every gradient first, then every step, so all the losses
-    of one update come from the same (pre-update) parameters, as in the Cal-QL repository's SAC and CQL.
-    The graph is kept until the last backward: under torch.compile the losses share one compiled graph."""
-    for index, (loss, optimizer, parameters) in enumerate(steps):
+def step_together(steps: Sequence[Tuple[torch.Tensor, torch.optim.Optimizer]]) -> None:
+    """(loss, optimizer) per part: one backward through the sum of the losses, then every step, so all the
+    losses of one update come from the same (pre-update) parameters, as in the Cal-QL repository's SAC and
+    CQL. Each loss must reach only its own part's parameters: the actor's loss reads `critic.frozen`."""
+    for _, optimizer in steps:
         optimizer.zero_grad(set_to_none=True)
-        torch.autograd.backward(loss, inputs=parameters, retain_graph=index < len(steps) - 1)
-    for _, optimizer, _ in steps:
+    torch.stack([loss for loss, _ in steps]).sum().backward()
+    for _, optimizer in steps:
         optimizer.step()

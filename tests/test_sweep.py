@@ -138,15 +138,15 @@ def test_a_run_directory_may_hold_the_sweep_log_before_its_script_starts(tmp_pat
 
 
 def test_the_suites_expand_to_configs_the_scripts_accept(tmp_path):
-    for suite in ("smoke", "cpu"):
+    for suite, scripts in (("smoke", 9), ("cpu", 8), ("gpu", 5)):
         runs = sweep.expand(sweep.load_sweep(ROOT / "benchmarks/suites" / f"{suite}.yaml"), tmp_path)
-        assert len({run.script for run in runs}) == (9 if suite == "smoke" else 8)
+        assert len({run.script for run in runs}) == scripts
         for run in runs:
             script = load_script(run.script)
             script.parse_config(script.TrainConfig, list(run.arguments))  # raises on an unknown key or a bad value
     result = sweep_cli("benchmarks/suites/cpu.yaml", "--output", str(tmp_path / "cpu"), "--dry_run")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("[ fresh] ") == 45 and "prepare: python -m d4rl_compat.maze2d" in result.stdout
+    assert result.stdout.count("[ fresh] ") == 45 and "python -m d4rl_compat.maze2d --maze umaze" in result.stdout
     assert not (tmp_path / "cpu").exists(), "a dry run writes nothing"
 
 

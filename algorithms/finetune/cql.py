@@ -157,6 +157,11 @@ class VectorizedCritic(nn.Module):
             x = torch.relu(x) if layer < len(self.weights) - 1 else x
         return x.squeeze(-1)
 
+    def frozen(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Q through detached parameters: an actor's loss reaches the action, not the critic."""
+        detached = {name: parameter.detach() for name, parameter in self.named_parameters()}
+        return torch.func.functional_call(self, detached, (state, action))
+
 
 @torch.no_grad()
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
@@ -192,14 +197,14 @@ class TanhGaussianActor(nn.Module):
         return torch.tanh(pre_tanh), log_prob
 
 
-def step_together(steps: Sequence[Tuple[torch.Tensor, torch.optim.Optimizer, list]]) -> None:
-    """(loss, optimizer, parameters) per part: every gradient first, then every step, so all the losses
-    of one update come from the same (pre-update) parameters, as in the Cal-QL repository's SAC and CQL.
-    The graph is kept until the last backward: under torch.compile the losses share one compiled graph."""
-    for index, (loss, optimizer, parameters) in enumerate(steps):
+def step_together(steps: Sequence[Tuple[torch.Tensor, torch.optim.Optimizer]]) -> None:
+    """(loss, optimizer) per part: one backward through the sum of the losses, then every step, so all the
+    losses of one update come from the same (pre-update) parameters, as in the Cal-QL repository's SAC and
+    CQL. Each loss must reach only its own part's parameters: the actor's loss reads `critic.frozen`."""
+    for _, optimizer in steps:
         optimizer.zero_grad(set_to_none=True)
-        torch.autograd.backward(loss, inputs=parameters, retain_graph=index < len(steps) - 1)
-    for _, optimizer, _ in steps:
+    torch.stack([loss for loss, _ in steps]).sum().backward()
+    for _, optimizer in steps:
         optimizer.step()
 
 
@@ -271,7 +276,7 @@ class CQL:
         else:
             alpha = torch.full((), config.alpha_multiplier, device=self.device)
             alpha_loss = alpha_loss * 0.0
-        policy_loss = (alpha * log_pi - self.critic(state, new_action).min(0).values).mean()
+        policy_loss = (alpha * log_pi - self.critic.frozen(state, new_action).min(0).values).mean()
 
         q_data = self.critic(state, action)
         with torch.no_grad():
@@ -312,10 +317,10 @@ class CQL:
         """One update of every part; returns device tensors (no host sync)."""
         losses = self.losses(batch)
         steps = (
-            (losses["policy_loss"], self.actor_optimizer, list(self.actor.parameters())),
-            (losses["qf_loss"], self.critic_optimizer, list(self.critic.parameters())),
-            (losses["alpha_loss"], self.alpha_optimizer, [self.log_alpha]),
-            (losses["alpha_prime_loss"], self.alpha_prime_optimizer, [self.log_alpha_prime]),
+            (losses["policy_loss"], self.actor_optimizer),
+            (losses["qf_loss"], self.critic_optimizer),
+            (losses["alpha_loss"], self.alpha_optimizer),
+            (losses["alpha_prime_loss"], self.alpha_prime_optimizer),
         )
         step_together(steps)
         self.updates += 1
@@ -711,7 +716,6 @@ def compile_update(update: Callable, enabled: Optional[bool], device: torch.devi
     if not enabled:
         return update
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    torch._functorch.config.donated_buffer = False  # several losses backpropagate through one compiled graph
     return torch.compile(update, mode="reduce-overhead" if device.type == "cuda" else None)
 
 

@@ -140,6 +140,11 @@ class VectorizedCritic(nn.Module):
             x = torch.relu(x) if layer < len(self.weights) - 1 else x
         return x.squeeze(-1)
 
+    def frozen(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Q through detached parameters: an actor's loss reaches the action, not the critic."""
+        detached = {name: parameter.detach() for name, parameter in self.named_parameters()}
+        return torch.func.functional_call(self, detached, (state, action))
+
 
 @torch.no_grad()
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
@@ -636,7 +641,6 @@ def compile_update(update: Callable, enabled: Optional[bool], device: torch.devi
     if not enabled:
         return update
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    torch._functorch.config.donated_buffer = False  # several losses backpropagate through one compiled graph
     return torch.compile(update, mode="reduce-overhead" if device.type == "cuda" else None)
 
 
