@@ -462,7 +462,7 @@ def main() -> None:
                 f"- {'compiled' if compiled else 'eager'} ({timing['size']}): {timing['seconds']:.1f} s per iteration; "
                 f"500k env steps projected at {timing['hours_for_500k']:.2f} h (updates and rollouts, no evaluation)"
             )
-    text = table(results, device, sys.argv[1:]) + ("\n".join(lines) if args.iteration else "")
+    text = table(results, device, sys.argv[1:]) + ("\n" + "\n".join(lines) if args.iteration else "")
     print(text)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -661,6 +661,7 @@ def compile_update(update: Callable, enabled: Optional[bool], device: torch.devi
     if not enabled:
         return update
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    torch._dynamo.config.recompile_limit = 64  # each optimiser compiles its own step, twice (empty, then full state)
     return torch.compile(update, mode="reduce-overhead" if device.type == "cuda" else None)
 
 
