@@ -16,17 +16,17 @@ import pytest
 from conftest import ROOT
 
 LINE_LIMITS = {  # measured with SAC, adapters in generated files, Minari and the compiled fast path
-    "offline/dt.py": 1009,
-    "offline/iql.py": 950,
-    "offline/cql.py": 1036,
-    "finetune/odt.py": 1366,
-    "finetune/odt_td3.py": 1401,
-    "finetune/cql.py": 1149,
-    "finetune/cal_ql.py": 1210,
-    "finetune/iql.py": 1074,
-    "online/sac.py": 1094,
+    "offline/dt.py": 1011,
+    "offline/iql.py": 952,
+    "offline/cql.py": 1038,
+    "finetune/odt.py": 1368,
+    "finetune/odt_td3.py": 1403,
+    "finetune/cql.py": 1151,
+    "finetune/cal_ql.py": 1212,
+    "finetune/iql.py": 1076,
+    "online/sac.py": 1096,
 }
-PLUMBING_LIMIT = 539  # lines of the runtime and data blocks in one script (measured 539)
+PLUMBING_LIMIT = 540  # lines of the runtime and data blocks in one script (measured 540)
 PLUMBING = ("runtime", "data")
 BEGIN = re.compile(r"^# === shared block: (\w+) ")
 END = re.compile(r"^# === end shared block: (\w+) ===$")

@@ -513,7 +513,8 @@ def compile_update(update: Callable, enabled: Optional[bool], device: torch.devi
     enabled = device.type == "cuda" if enabled is None else enabled
     for optimizer in (part for part in parts if isinstance(part, torch.optim.Optimizer)):
         for group in optimizer.param_groups:
-            group["lr"] = torch.tensor(float(group["lr"])) if enabled else float(group["lr"])
+            # compiled Adam divides by the lr: an lr of 0 (a finished cosine resumed) would give NaN
+            group["lr"] = torch.tensor(float(group["lr"]) or 1e-20) if enabled else float(group["lr"])
     if not enabled:
         return update
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
