@@ -28,6 +28,7 @@ import torch
 from common import ROOT, generate_dataset, load_script, rate
 
 TRANSITIONS = 20_000  # of the generated hopper-random dataset every script trains on
+CPU_DT_SIZES = {"embedding_dim": 128, "num_layers": 3, "num_heads": 1, "batch_size": 64}  # CORL's DT size, batch 64
 Row = Dict[str, Any]
 
 
@@ -54,11 +55,9 @@ def measured(script: str, *measures: Tuple[str, Tuple[float, ...], str]) -> List
     ]
 
 
-def with_compiled(rates: Tuple[float, float], compiled: Callable[[], int], seconds: float, device, on: bool):
-    """(ours, baseline) plus the rate of the compiled update when `on`; measured last, as compiling turns the
+def with_compiled(rates: Tuple[float, float], compiled: Callable[[], int], seconds: float, device):
+    """(ours, baseline) plus the rate of the compiled update; measured last, as compiling turns the
     optimisers' lrs into tensors. The first calls (compilation) are the warm-up, not timed."""
-    if not on:
-        return rates
     for _ in range(3):
         compiled()
     return (*rates, rate(compiled, seconds, device))
@@ -143,11 +142,12 @@ def bench_dt(
         update, lambda: corl_style_dt_batch(data, config.batch_size, config.seq_len, device), log_each_step=True
     )
     updates = rate(ours, seconds, device), rate(corl, seconds, device)
-    fast = dt.compile_update(dt.train_step, True, device, [optimizer]) if compiled else None
-    fast_update = lambda batch: {"loss": fast(model, optimizer, scheduler, batch, config.clip_grad)}
-    updates = with_compiled(
-        updates, update_work(fast_update, lambda: data.sample(config.batch_size), False), seconds, device, compiled
-    )
+    if compiled:
+        fast = dt.compile_update(dt.train_step, True, device, [optimizer])
+        fast_update = lambda batch: {"loss": fast(model, optimizer, scheduler, batch, config.clip_grad)}  # noqa: E731
+        updates = with_compiled(
+            updates, update_work(fast_update, lambda: data.sample(config.batch_size), False), seconds, device
+        )
     envs = dataset.env.make_vector(eval_envs)
 
     def batched_eval() -> int:
@@ -213,9 +213,7 @@ def bench_online_dt(
     on a CPU (where one update of the paper's size takes seconds)."""
     script = load_script(f"algorithms/finetune/{name}.py")
     if sizes is None:
-        sizes = (
-            {} if device.type == "cuda" else {"embedding_dim": 128, "num_layers": 3, "num_heads": 1, "batch_size": 64}
-        )
+        sizes = {} if device.type == "cuda" else CPU_DT_SIZES
     config = script.TrainConfig(dataset=str(data_path), eval_episodes=eval_envs, wandb_mode="disabled", **sizes)
     dataset = script.load_dataset(config.dataset)
     normaliser = script.state_stats(dataset.observations)
@@ -233,7 +231,7 @@ def bench_online_dt(
     if compiled:
         fast = script.compile_update(learner.update, True, device, list(vars(learner).values()))
         fast_work = update_work(fast, lambda: buffer.sample(config.batch_size), log_each_step=False)
-        updates = with_compiled(updates, fast_work, seconds, device, compiled)
+        updates = with_compiled(updates, fast_work, seconds, device)
 
     def run(envs) -> int:
         """The script's episode runner with its evaluation policy and settings; returns env steps."""
@@ -271,11 +269,9 @@ def odt_td3_iteration(data_path: Path, device: torch.device, compiled: bool, siz
     overrides (default: the paper's DT on CUDA, the CPU size of bench_online_dt on a CPU)."""
     script = load_script("algorithms/finetune/odt_td3.py")
     if sizes is None:
-        sizes = (
-            {} if device.type == "cuda" else {"embedding_dim": 128, "num_layers": 3, "num_heads": 1, "batch_size": 64}
-        )
+        sizes = {} if device.type == "cuda" else CPU_DT_SIZES
     overrides = {**sizes, "pretrain_steps": 20, "online_iterations": 2, "eval_every": 10_000, "eval_episodes": 1}
-    overrides.update(checkpoint_every=10_000, log_every=10 if "batch_size" in sizes else 100)
+    overrides.update(checkpoint_every=10_000, log_every=10)
     with tempfile.TemporaryDirectory() as directory:
         args = ["--config_path", str(ROOT / "configs/finetune/odt_td3/hopper/random_v2.yaml")]
         args += ["--dataset", str(data_path)]
@@ -285,8 +281,8 @@ def odt_td3_iteration(data_path: Path, device: torch.device, compiled: bool, siz
         script.train(config)
         rows = [json.loads(line) for line in Path(directory, "run", "metrics.jsonl").read_text().splitlines()]
     second = next(row for row in rows if row.get("online_iterations") == 2)  # the first one includes recompiles
-    updates = [row.get("train/updates_per_second") for row in rows if row["step"] > second["step"]]
-    updates = [rate for rate in updates if rate]
+    rates = [row.get("train/updates_per_second") for row in rows if row["step"] > second["step"]]
+    updates = [rate for rate in rates if rate]  # the rows that carry one
     seconds = config.online_transitions / second["rollout_env_steps_per_second"]
     seconds += config.updates_per_iteration / float(np.mean(updates))
     size = f"emb {config.embedding_dim}, {config.num_layers} layers, K {config.seq_len}, batch {config.batch_size}"
@@ -372,7 +368,7 @@ def value_based_benchmark(
     updates = rate(ours, seconds, device), rate(corl, seconds, device)
     if compiled:
         fast = script.compile_update(agent.train_step, True, device, list(vars(agent).values()))
-        updates = with_compiled(updates, update_work(fast, ours_batch, False), seconds, device, compiled)
+        updates = with_compiled(updates, update_work(fast, ours_batch, False), seconds, device)
     envs = dataset.env.make_vector(eval_envs)
     mean_t, std_t = torch.as_tensor(mean, device=device), torch.as_tensor(std, device=device)
     act = lambda state: agent.act(state, deterministic=True)
