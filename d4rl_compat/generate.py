@@ -48,6 +48,7 @@ class GenerateConfig:
     suite: bool = False
     output_dir: str = "data/generated"
     replay_dir: str = "runs/behaviour"  # <replay_dir>/<domain>: the run the replay levels read, where present
+    workers: int = 1  # --suite: processes writing files at once (each file is one process's work)
 
 
 LEVEL_SIZES = {"random": 1_000_000, "medium": 1_000_000, "expert": 1_000_000, "medium-expert": 1_000_000}
@@ -270,11 +271,34 @@ def write_level(config: GenerateConfig) -> None:
 
 def write_suite(config: GenerateConfig) -> None:
     """Every level D4RL has for each locomotion domain, from the committed policies and, where the training
-    run is at hand, its replay buffer, then the eight Maze2D datasets; prints what it skipped and why, and
-    the time it took."""
+    run is at hand, its replay buffer, then the eight Maze2D datasets; prints what it skipped and why, each
+    file's time and the total. With `workers` > 1 the files are written by that many processes at once."""
+    from d4rl_compat import policies
+
+    started, jobs = time.perf_counter(), suite_jobs(config)
+    if config.workers == 1:
+        for job in jobs:
+            write_suite_file(*job)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        spawn = multiprocessing.get_context("spawn")  # no fork of a process that has torch's threads
+        setup = (use_policy_dir, (str(policies.POLICY_DIR),))
+        with ProcessPoolExecutor(config.workers, mp_context=spawn, initializer=setup[0], initargs=setup[1]) as pool:
+            list(pool.map(write_suite_file, *zip(*jobs)))
+    workers = f"{config.workers} worker process{'es' if config.workers > 1 else ''}"
+    print(f"suite written to {config.output_dir} in {time.perf_counter() - started:.0f} s ({workers})")
+
+
+def suite_jobs(config: GenerateConfig) -> List[Tuple[str, Any]]:
+    """The suite's files still to write, as (kind, arguments): a locomotion level's config or Maze2D's args."""
+    from d4rl_compat import maze2d
     from d4rl_compat.policies import LEVELS, policy_path
 
-    started = time.perf_counter()
+    if config.workers < 1:
+        raise UserError("workers must be at least 1")
+    jobs, output_dir = [], Path(config.output_dir)
     for domain in D4RL_LOCOMOTION_ENVS:
         have = [level for level in LEVELS if policy_path(domain, level).exists()]
         run = Path(config.replay_dir) / domain
@@ -286,22 +310,38 @@ def write_suite(config: GenerateConfig) -> None:
         if missing:
             print(f"{domain}: no {', '.join(missing)} (policies committed: {have or 'none'}; replay run {run})")
         for level in levels:
-            output = Path(config.output_dir) / f"{domain}-{level}.hdf5"
-            if output.exists() and not config.overwrite:
-                print(f"{output} exists, kept")
-                continue
             replay = {"replay_run": str(run), "num_transitions": None} if level in REPLAY_LEVELS else {}
-            write_level(replace(config, env=domain, policy=level, output=str(output), suite=False, **replay))
+            output = output_dir / f"{domain}-{level}.hdf5"
+            jobs.append(("level", replace(config, env=domain, policy=level, output=str(output), suite=False, **replay)))
+    size = [] if config.num_transitions is None else ["--num_transitions", str(config.num_transitions)]
+    for maze, reward in ((maze, reward) for maze in maze2d.D4RL_MAZE2D_MAPS for reward in ("sparse", "dense")):
+        output = output_dir / f"{maze2d.dataset_name(maze, reward == 'dense')}.hdf5"
+        args = ["--maze", maze, "--reward", reward, "--seed", str(config.seed), "--output", str(output), *size]
+        args += ["--overwrite", "true"] if config.overwrite else []
+        jobs.append(("maze2d", args))
+    kept = [job for job in jobs if Path(suite_output(*job)).exists() and not config.overwrite]
+    for job in kept:
+        print(f"{suite_output(*job)} exists, kept")
+    return [job for job in jobs if job not in kept]
+
+
+def suite_output(kind: str, arguments: Any) -> str:
+    return arguments.output if kind == "level" else arguments[arguments.index("--output") + 1]
+
+
+def write_suite_file(kind: str, arguments: Any) -> None:
     from d4rl_compat import maze2d
 
-    for maze, reward in ((maze, reward) for maze in maze2d.D4RL_MAZE2D_MAPS for reward in ("sparse", "dense")):
-        output = Path(config.output_dir) / f"{maze2d.dataset_name(maze, reward == 'dense')}.hdf5"
-        if output.exists() and not config.overwrite:
-            print(f"{output} exists, kept")
-            continue
-        size = [] if config.num_transitions is None else ["--num_transitions", str(config.num_transitions)]
-        maze2d.main(["--maze", maze, "--reward", reward, "--seed", str(config.seed), "--output", str(output), *size])
-    print(f"suite written to {config.output_dir} in {time.perf_counter() - started:.0f} s")
+    started = time.perf_counter()
+    write_level(arguments) if kind == "level" else maze2d.main(arguments)
+    print(f"{suite_output(kind, arguments)} took {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def use_policy_dir(path: str) -> None:
+    """A worker process reads the policies from the parent's directory (tests point it elsewhere)."""
+    from d4rl_compat import policies
+
+    policies.POLICY_DIR = Path(path)
 
 
 class UserError(Exception):
