@@ -141,15 +141,15 @@ def test_a_committed_policy_loads_and_acts_in_its_env(path):
 
 
 def test_the_suite_writes_every_level_it_has_policies_for_and_keeps_what_exists(sac_run, policy_dir, tmp_path, capsys):
-    from d4rl_compat.generate import GenerateConfig, write_suite
+    from d4rl_compat.generate import GenerateConfig, UserError, write_suite
     from d4rl_compat.policies import load_card
 
     export(sac_run, 100, "medium", policy_dir)
     export(sac_run, 300, "expert", policy_dir)
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "hopper").symlink_to(sac_run)
-    config = GenerateConfig(suite=True, num_transitions=40, output_dir=str(tmp_path / "out"))
-    write_suite(replace(config, replay_dir=str(tmp_path / "runs")))
+    config = GenerateConfig(suite=True, num_transitions=40, replay_dir=str(tmp_path / "runs"))
+    write_suite(replace(config, output_dir=str(tmp_path / "out")))
     sizes = {"random": 40, "medium": 40, "expert": 40, "medium-expert": 80, "medium-replay": 100, "full-replay": 300}
     for level, size in sizes.items():
         with h5py.File(tmp_path / "out" / f"hopper-{level}.hdf5") as file:
@@ -162,25 +162,15 @@ def test_the_suite_writes_every_level_it_has_policies_for_and_keeps_what_exists(
     assert len(list((tmp_path / "out").glob("maze2d-*.hdf5"))) == 8
     assert "ant: no medium, expert, medium-expert, medium-replay, full-replay" in capsys.readouterr().out
     before = (tmp_path / "out" / "hopper-medium.hdf5").stat().st_mtime_ns
-    write_suite(replace(config, replay_dir=str(tmp_path / "runs")))
+    write_suite(replace(config, output_dir=str(tmp_path / "out")))
     assert (tmp_path / "out" / "hopper-medium.hdf5").stat().st_mtime_ns == before
     assert "hopper-medium.hdf5 exists, kept" in capsys.readouterr().out
 
-
-def test_the_suite_with_worker_processes_writes_the_same_files(sac_run, policy_dir, tmp_path):
-    from d4rl_compat.generate import GenerateConfig, UserError, write_suite
-
-    export(sac_run, 100, "medium", policy_dir)
-    export(sac_run, 300, "expert", policy_dir)
-    (tmp_path / "runs").mkdir()
-    (tmp_path / "runs" / "hopper").symlink_to(sac_run)
-    config = GenerateConfig(suite=True, num_transitions=40, replay_dir=str(tmp_path / "runs"))
-    write_suite(replace(config, output_dir=str(tmp_path / "one")))
     write_suite(replace(config, output_dir=str(tmp_path / "two"), workers=2))  # the workers see policy_dir too
-    files = sorted(path.name for path in (tmp_path / "one").glob("*.hdf5"))
+    files = sorted(path.name for path in (tmp_path / "out").glob("*.hdf5"))
     assert files == sorted(path.name for path in (tmp_path / "two").glob("*.hdf5")) and len(files) == 17
     for name in files:
-        with h5py.File(tmp_path / "one" / name) as one, h5py.File(tmp_path / "two" / name) as two:
+        with h5py.File(tmp_path / "out" / name) as one, h5py.File(tmp_path / "two" / name) as two:
             for key in ("observations", "actions", "rewards", "terminals", "timeouts"):
                 np.testing.assert_array_equal(one[key][()], two[key][()], err_msg=f"{name} {key}")
     with pytest.raises(UserError, match="workers must be at least 1"):
