@@ -111,6 +111,8 @@ def main() -> None:
     plot(runs, figure)
     text = ["# Behaviour-policy training (algorithms/online/sac.py)", "", "Command:", "", "```"]
     text += [f"python benchmarks/behaviour_training.py --runs {args.runs} --output {args.output}", "```", ""]
+    text += ["Scores are the runs' own evaluations (their `n_episodes` each, 10 in the behaviour configs);"]
+    text += ["the exported policies' are over 100 episodes.", ""]
     text += table(runs, args.policy_dir) + ["", f"![score curves]({figure.name})"]
     if args.notes:
         text += ["", args.notes.read_text().strip()]
