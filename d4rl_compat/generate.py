@@ -275,8 +275,10 @@ def write_suite(config: GenerateConfig) -> None:
     file's time and the total. With `workers` > 1 the files are written by that many processes at once."""
     from d4rl_compat import policies
 
+    if config.workers < 1:
+        raise UserError("workers must be at least 1")
     started, jobs = time.perf_counter(), suite_jobs(config)
-    if config.workers == 1:
+    if config.workers == 1 or not jobs:  # a pool needs work to map over
         for job in jobs:
             write_suite_file(*job)
     else:
@@ -284,20 +286,21 @@ def write_suite(config: GenerateConfig) -> None:
         from concurrent.futures import ProcessPoolExecutor
 
         spawn = multiprocessing.get_context("spawn")  # no fork of a process that has torch's threads
-        setup = (use_policy_dir, (str(policies.POLICY_DIR),))
-        with ProcessPoolExecutor(config.workers, mp_context=spawn, initializer=setup[0], initargs=setup[1]) as pool:
+        parent_policies = (str(policies.POLICY_DIR),)
+        with ProcessPoolExecutor(
+            config.workers, mp_context=spawn, initializer=use_policy_dir, initargs=parent_policies
+        ) as pool:
             list(pool.map(write_suite_file, *zip(*jobs)))
     workers = f"{config.workers} worker process{'es' if config.workers > 1 else ''}"
     print(f"suite written to {config.output_dir} in {time.perf_counter() - started:.0f} s ({workers})")
 
 
-def suite_jobs(config: GenerateConfig) -> List[Tuple[str, Any]]:
-    """The suite's files still to write, as (kind, arguments): a locomotion level's config or Maze2D's args."""
+def suite_jobs(config: GenerateConfig) -> List[Tuple[str, str, Any]]:
+    """The suite's files still to write, as (output, kind, arguments): a locomotion level's config or Maze2D's
+    command-line args."""
     from d4rl_compat import maze2d
     from d4rl_compat.policies import LEVELS, policy_path
 
-    if config.workers < 1:
-        raise UserError("workers must be at least 1")
     jobs, output_dir = [], Path(config.output_dir)
     for domain in D4RL_LOCOMOTION_ENVS:
         have = [level for level in LEVELS if policy_path(domain, level).exists()]
@@ -312,29 +315,29 @@ def suite_jobs(config: GenerateConfig) -> List[Tuple[str, Any]]:
         for level in levels:
             replay = {"replay_run": str(run), "num_transitions": None} if level in REPLAY_LEVELS else {}
             output = output_dir / f"{domain}-{level}.hdf5"
-            jobs.append(("level", replace(config, env=domain, policy=level, output=str(output), suite=False, **replay)))
+            level_config = replace(config, env=domain, policy=level, output=str(output), suite=False, **replay)
+            jobs.append((str(output), "level", level_config))
     size = [] if config.num_transitions is None else ["--num_transitions", str(config.num_transitions)]
     for maze, reward in ((maze, reward) for maze in maze2d.D4RL_MAZE2D_MAPS for reward in ("sparse", "dense")):
         output = output_dir / f"{maze2d.dataset_name(maze, reward == 'dense')}.hdf5"
         args = ["--maze", maze, "--reward", reward, "--seed", str(config.seed), "--output", str(output), *size]
         args += ["--overwrite", "true"] if config.overwrite else []
-        jobs.append(("maze2d", args))
-    kept = [job for job in jobs if Path(suite_output(*job)).exists() and not config.overwrite]
-    for job in kept:
-        print(f"{suite_output(*job)} exists, kept")
-    return [job for job in jobs if job not in kept]
+        jobs.append((str(output), "maze2d", args))
+    to_write = []
+    for job in jobs:
+        if Path(job[0]).exists() and not config.overwrite:
+            print(f"{job[0]} exists, kept")
+        else:
+            to_write.append(job)
+    return to_write
 
 
-def suite_output(kind: str, arguments: Any) -> str:
-    return arguments.output if kind == "level" else arguments[arguments.index("--output") + 1]
-
-
-def write_suite_file(kind: str, arguments: Any) -> None:
+def write_suite_file(output: str, kind: str, arguments: Any) -> None:
     from d4rl_compat import maze2d
 
     started = time.perf_counter()
     write_level(arguments) if kind == "level" else maze2d.main(arguments)
-    print(f"{suite_output(kind, arguments)} took {time.perf_counter() - started:.0f} s", flush=True)
+    print(f"{output} took {time.perf_counter() - started:.0f} s", flush=True)
 
 
 def use_policy_dir(path: str) -> None:
