@@ -6,11 +6,17 @@
 Per file: transitions, episodes, episode return mean / std / min / max and the D4RL-normalised score
 of the mean return; for the policy levels also the policy's own 100-episode evaluation from its card.
 The published numbers come from benchmarks/results/d4rl_published_stats.json, each with its source.
+
+Each file's statistics go into a record (benchmarks/results/datasets.json) with the command that made
+it and the day it was measured, and the table shows the whole record. So a file measured in an earlier
+session keeps its row when it is not regenerated, e.g. a replay level whose SAC run is gone.
 """
 
 import argparse
+import datetime
 import json
 from pathlib import Path
+from typing import Dict, Optional
 
 import h5py
 import numpy as np
@@ -18,6 +24,7 @@ import numpy as np
 from common import ROOT
 
 PUBLISHED = ROOT / "benchmarks" / "results" / "d4rl_published_stats.json"
+RECORD = ROOT / "benchmarks" / "results" / "datasets.json"  # every file measured so far, by file name
 COLUMNS = ("transitions", "episodes", "return_mean", "return_std", "return_min", "return_max")
 
 
@@ -47,21 +54,33 @@ def number(value) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:.1f}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--folder", default="data/generated")
-    parser.add_argument("--output", default="benchmarks/results/datasets.md")
-    parser.add_argument("--suite_time", default=None, help="the suite's wall time on this machine, to record")
-    parser.add_argument("--made_by", default="python -m d4rl_compat.generate --suite true --output_dir data/generated")
-    parser.add_argument("--notes", type=Path, default=None, help="markdown appended after the tables")
-    args = parser.parse_args()
-    published = json.loads(PUBLISHED.read_text()) if PUBLISHED.exists() else {}
+def update_record(record: Path, folder: Path, made_by: str, suite_time: Optional[str]) -> Dict[str, dict]:
+    """The record with every file of `folder` measured into it: a file measured again replaces its entry,
+    the others stay as they were recorded (their files may be gone, e.g. replay levels whose run is not here)."""
+    entries = json.loads(record.read_text()) if record.exists() else {}
+    measured = {path.stem: file_stats(path) for path in sorted(folder.glob("*.hdf5"))} if folder.is_dir() else {}
+    if not measured and not entries:
+        raise SystemExit(f"error: no .hdf5 files in {folder} and no record at {record}: generate the datasets first")
+    when = datetime.date.today().isoformat()
+    for stem, stats in measured.items():
+        entries[stem] = {**stats, "made_by": made_by, "folder": str(folder), "measured": when}
+        entries[stem].update({"suite_time": suite_time} if suite_time else {})
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(dict(sorted(entries.items())), indent=1) + "\n")
+    return entries
+
+
+def shown_path(path: Path) -> str:
+    return str(path.resolve().relative_to(ROOT)) if path.resolve().is_relative_to(ROOT) else str(path)
+
+
+def render(entries: Dict[str, dict], published: Dict[str, dict], record: Path, notes: Optional[Path]) -> str:
     lines = ["| dataset | source | " + " | ".join(COLUMNS) + " | normalised score of the mean |", "|---" * 9 + "|"]
     policies, shown = [], []
-    for path in sorted(Path(args.folder).glob("*.hdf5")):
-        stats, name = file_stats(path), path.stem if path.stem[-3:-1] == "-v" else f"{path.stem}-v2"
+    for stem, stats in sorted(entries.items()):
+        name = stem if stem[-3:-1] == "-v" else f"{stem}-v2"
         cells = [number(stats[key]) for key in COLUMNS] + [number(stats.get("normalized_score"))]
-        lines.append(f"| {path.stem} | generated | " + " | ".join(cells) + " |")
+        lines.append(f"| {stem} | generated ({stats['measured']}) | " + " | ".join(cells) + " |")
         reference = published.get(name)
         if reference:
             shown.append(reference)
@@ -70,25 +89,47 @@ def main() -> None:
         if "policy_evaluation" in stats:
             evaluation = stats["policy_evaluation"]
             policies.append(
-                f"| {path.stem} | {evaluation['return_mean']:.1f} ± {evaluation['return_std']:.1f} | "
+                f"| {stem} | {evaluation['return_mean']:.1f} ± {evaluation['return_std']:.1f} | "
                 f"{number(evaluation.get('normalized_score'))} |"
             )
-    text = ["# Generated datasets beside D4RL's", "", "Commands:", "", "```"]
-    text += [args.made_by]
-    text += [f"python benchmarks/datasets.py --folder {args.folder} --output {args.output}", "```", ""]
-    if args.suite_time:
-        text += [f"The suite took {args.suite_time} on this machine (2 CPU cores).", ""]
-    text += lines
+    text = [
+        "# Generated datasets beside D4RL's",
+        "",
+        "Commands (each row keeps the date its file was measured):",
+        "",
+        "```",
+    ]
+    for made_by, folder in sorted({(stats["made_by"], stats["folder"]) for stats in entries.values()}):
+        text += [made_by, f"python benchmarks/datasets.py --folder {folder} --record {shown_path(record)}"]
+    text += ["```"]
+    times = sorted({(stats["measured"], stats["suite_time"]) for stats in entries.values() if "suite_time" in stats})
+    text += [""] + [f"The suite of {day} took {spent} on this machine (2 CPU cores)." for day, spent in times]
+    text += [""] + lines
     if policies:
         text += ["", "The behaviour policies' own evaluation (sampled actions, 100 episodes, from their cards):", ""]
         text += ["| dataset | return | normalised |", "|---|---|---|", *policies]
     sources = sorted({value["source"] for value in shown if value.get("source")})
     if sources:
         text += ["", "Published statistics from:", "", *[f"- {source}" for source in sources]]
-    if args.notes:
-        text += ["", args.notes.read_text().strip()]
-    Path(args.output).write_text("\n".join(text) + "\n")
-    print("\n".join(text))
+    if notes:
+        text += ["", notes.read_text().strip()]
+    return "\n".join(text) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--folder", type=Path, default=Path("data/generated"))
+    parser.add_argument("--output", type=Path, default=Path("benchmarks/results/datasets.md"))
+    parser.add_argument("--record", type=Path, default=RECORD, help="the measured files' statistics, kept across runs")
+    parser.add_argument("--suite_time", default=None, help="the suite's wall time on this machine, to record")
+    parser.add_argument("--made_by", default="python -m d4rl_compat.generate --suite true --output_dir data/generated")
+    parser.add_argument("--notes", type=Path, default=None, help="markdown appended after the tables")
+    args = parser.parse_args()
+    published = json.loads(PUBLISHED.read_text()) if PUBLISHED.exists() else {}
+    entries = update_record(args.record, args.folder, args.made_by, args.suite_time)
+    text = render(entries, published, args.record, args.notes)
+    args.output.write_text(text)
+    print(text, end="")
 
 
 if __name__ == "__main__":

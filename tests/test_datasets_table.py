@@ -19,14 +19,29 @@ def test_the_table_has_the_files_statistics_and_the_published_row(hopper_random,
     returns = np.add.reduceat(rewards.astype(np.float64), np.concatenate([[0], np.flatnonzero(ends)[:-1] + 1]))
     notes = tmp_path / "notes.md"
     notes.write_text("## Why\n\nnewer physics")
-    output = tmp_path / "datasets.md"
-    result = run_cli("benchmarks/datasets.py", "--folder", str(folder), "--output", str(output), "--notes", str(notes))
+    output, record = tmp_path / "datasets.md", tmp_path / "datasets.json"
+    earlier = {"transitions": 7, "episodes": 1, "return_mean": 1.0, "return_std": 0.0, "return_min": 1.0}
+    earlier.update(return_max=1.0, made_by="an earlier suite", folder="gone", measured="2026-01-01")
+    record.write_text(json.dumps({"walker2d-medium-replay": earlier, "hopper-random": earlier}))
+    arguments = ("--folder", str(folder), "--output", str(output), "--notes", str(notes), "--record", str(record))
+    result = run_cli("benchmarks/datasets.py", *arguments)
     assert result.returncode == 0, result.stderr
     text = output.read_text()
-    row = next(line for line in text.splitlines() if line.startswith("| hopper-random | generated |"))
+    # the file measured now replaces its earlier entry; the entry whose file is gone keeps its row and command
+    assert "| walker2d-medium-replay | generated (2026-01-01) | 7 | 1 |" in text and "an earlier suite" in text
+    assert sorted(json.loads(record.read_text())) == ["hopper-random", "walker2d-medium-replay"]
+    row = next(line for line in text.splitlines() if line.startswith("| hopper-random | generated ("))
     cells = [cell.strip() for cell in row.split("|")[3:-1]]
     assert cells[:2] == [f"{len(rewards):,}", f"{len(returns):,}"]
     assert cells[2:6] == [f"{value:.1f}" for value in (returns.mean(), returns.std(), returns.min(), returns.max())]
     published = json.loads((ROOT / "benchmarks/results/d4rl_published_stats.json").read_text())["hopper-random-v2"]
     assert f"| hopper-random-v2 | D4RL, published | - | {published['episodes']:,} |" in text
     assert text.rstrip().endswith("newer physics") and published["source"] in text
+
+
+def test_no_files_and_no_record_is_a_clear_error(tmp_path):
+    record, output = tmp_path / "datasets.json", tmp_path / "datasets.md"
+    arguments = ("--folder", str(tmp_path / "none"), "--output", str(output), "--record", str(record))
+    result = run_cli("benchmarks/datasets.py", *arguments)
+    assert result.returncode != 0 and "generate the datasets first" in result.stderr
+    assert not record.exists() and not output.exists()
