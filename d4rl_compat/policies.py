@@ -1,7 +1,8 @@
 """Behaviour policies of the generated datasets: SAC actors exported from runs of algorithms/online/sac.py.
 
-    python -m d4rl_compat.policies scores --run runs/behaviour/hopper           # every snapshot's score
-    python -m d4rl_compat.policies export --run runs/behaviour/hopper --step 150000 --level medium
+    python -m d4rl_compat.policies --command scores --run runs/behaviour/hopper  # every snapshot's score
+    python -m d4rl_compat.policies --command rank --run runs/behaviour/hopper --top 5  # the best, 100 episodes
+    python -m d4rl_compat.policies --command export --run runs/behaviour/hopper --step 150000 --level medium
 
 Each exported policy is two files in d4rl_compat/policies/: <domain>-<level>.pt (the actor's weights,
 tensors only) and <domain>-<level>.json, its card: the env, how it was trained (script, config, env
@@ -97,7 +98,7 @@ def snapshots(run: Path) -> List[Path]:
 
 @dataclass
 class PoliciesConfig:
-    command: str = "scores"  # scores: list a run's snapshots; export: write one as a committed policy
+    command: str = "scores"  # scores: list a run's snapshots; rank: re-evaluate the best; export: commit one
     run: str = ""  # a run directory of algorithms/online/sac.py
     step: int = 0  # export: the snapshot's env step
     level: str = "medium"  # export: medium or expert
@@ -106,6 +107,35 @@ class PoliciesConfig:
     seed: int = 12345
     output_dir: str = str(POLICY_DIR)
     overwrite: bool = False
+    top: int = 5  # rank: how many snapshots, by the run's own (few-episode) score, to evaluate over `episodes`
+    min_step: int = 0  # rank: only snapshots from this env step on
+
+
+def rank(config: PoliciesConfig) -> List[Dict[str, Any]]:
+    """The `top` snapshots by the run's own evaluation, each evaluated over `episodes` episodes, best first by
+    the sampled-action score (the actions the generator records). A run's few-episode evaluation is noisy,
+    so this, not the run's best row, is how a snapshot is chosen for export."""
+    found = []
+    for path in snapshots(Path(config.run)):
+        metrics = torch.load(path, map_location="cpu", weights_only=True)["metrics"]
+        if metrics["online/env_steps"] >= config.min_step:
+            found.append((metrics.get("eval/normalized_score_mean", metrics["eval/return_mean"]), path, metrics))
+    found = sorted(found, key=lambda item: item[0], reverse=True)[: config.top]
+    if not found:
+        raise UserError(f"{config.run} has no snapshots from env step {config.min_step} on")
+    rows = []
+    for run_score, path, metrics in found:
+        sampled = evaluate(SACPolicy(path, config.seed), config.episodes, config.seed)
+        deterministic = evaluate(SACPolicy(path, config.seed, deterministic=True), config.episodes, config.seed)
+        rows.append(
+            dict(step=metrics["online/env_steps"], run_score=run_score, sampled=sampled, deterministic=deterministic)
+        )
+    return sorted(rows, key=lambda row: score_of(row["sampled"]), reverse=True)
+
+
+def score_of(result: Dict[str, float]) -> float:
+    """An evaluation's normalised score, or its mean return for an env with no reference scores."""
+    return result.get("normalized_score", result["return_mean"])
 
 
 def export(config: PoliciesConfig) -> Path:
@@ -164,12 +194,20 @@ def main(args: Optional[List[str]] = None) -> None:
             print(
                 f"step {metrics['online/env_steps']:>9}  return {metrics['eval/return_mean']:9.1f}  score {score:6.1f}"
             )
+    elif config.command == "rank":
+        print(f"{config.episodes} episodes each, seed {config.seed}; scores normalised where the env has references")
+        for row in rank(config):
+            sampled, spread = row["sampled"], f"{row['sampled']['return_std']:.1f}"
+            print(
+                f"step {row['step']:>9}  run's own {row['run_score']:6.1f}  sampled {score_of(sampled):6.1f} "
+                f"(return {sampled['return_mean']:.1f} ± {spread})  deterministic {score_of(row['deterministic']):6.1f}"
+            )
     elif config.command == "export":
         target = export(config)
         evaluation = load_card(target)["evaluation"]
         print(f"wrote {target} and its card: {json.dumps(evaluation)}")
     else:
-        raise UserError(f"unknown command '{config.command}': scores or export")
+        raise UserError(f"unknown command '{config.command}': scores, rank or export")
 
 
 if __name__ == "__main__":

@@ -76,6 +76,19 @@ def test_an_exported_policy_has_its_card(sac_run, policy_dir):
         export(sac_run, 200, "medium", policy_dir)
 
 
+def test_rank_reevaluates_the_runs_best_snapshots_and_orders_them_by_the_sampled_score(sac_run):
+    from d4rl_compat.policies import PoliciesConfig, SACPolicy, UserError, evaluate, rank
+
+    rows = rank(PoliciesConfig("rank", str(sac_run), top=2, min_step=200, episodes=3))
+    assert len(rows) == 2 and {row["step"] for row in rows} == {200, 300}
+    scores = [row["sampled"]["normalized_score"] for row in rows]
+    assert scores == sorted(scores, reverse=True)
+    first = sac_run / "policies" / f"step_{rows[0]['step']:09d}.pt"
+    assert rows[0]["sampled"] == evaluate(SACPolicy(first, 12345), 3, 12345)  # the card's seed and evaluation
+    with pytest.raises(UserError, match="no snapshots from env step 400"):
+        rank(PoliciesConfig("rank", str(sac_run), min_step=400))
+
+
 def test_policy_levels_are_deterministic_and_medium_expert_is_medium_then_expert(sac_run, policy_dir):
     from d4rl_compat.generate import GenerateConfig, env_spec_for, level_arrays
 
