@@ -218,6 +218,16 @@ def level_arrays(config: GenerateConfig, spec: EnvSpec) -> Tuple[dict, Dict[str,
     return replay_arrays(run, steps), {**info, "replay_run": str(run), "replay_rows": steps}
 
 
+def trained_by(run: Path, domain: str, level: str) -> bool:
+    """Whether `run` is the sac.py run that trained the committed <domain>-<level> policy and still has its
+    buffer: a replay level is the buffer of the very run whose snapshot the policy is."""
+    from d4rl_compat.policies import load_card, policy_path
+
+    path = policy_path(domain, level)
+    snapshot = run / "policies" / f"step_{load_card(path)['training']['env_steps']:09d}.pt"
+    return (run / "checkpoints").is_dir() and snapshot.exists() and same_actor(snapshot, path)
+
+
 def same_actor(first: Path, second: Path) -> bool:
     import torch
 
@@ -306,12 +316,13 @@ def suite_jobs(config: GenerateConfig) -> List[Tuple[str, str, Any]]:
         have = [level for level in LEVELS if policy_path(domain, level).exists()]
         run = Path(config.replay_dir) / domain
         replays = [
-            level for level, source in REPLAY_LEVELS.items() if source in have and (run / "checkpoints").is_dir()
+            level for level, source in REPLAY_LEVELS.items() if source in have and trained_by(run, domain, source)
         ]
         levels = ["random", *have, *(["medium-expert"] if len(have) == len(LEVELS) else []), *replays]
         missing = [level for level in (*LEVEL_SIZES, *REPLAY_LEVELS) if level not in levels]
         if missing:
-            print(f"{domain}: no {', '.join(missing)} (policies committed: {have or 'none'}; replay run {run})")
+            why = f"policies committed: {have or 'none'}; the replay levels need {run} to be the run that trained them"
+            print(f"{domain}: no {', '.join(missing)} ({why})")
         for level in levels:
             replay = {"replay_run": str(run), "num_transitions": None} if level in REPLAY_LEVELS else {}
             output = output_dir / f"{domain}-{level}.hdf5"

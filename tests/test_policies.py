@@ -1,6 +1,7 @@
 """Behaviour policies: the numpy actor matches sac.py's, the card round trip, and the D4RL levels built from them."""
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -189,3 +190,20 @@ def test_the_suite_writes_every_level_it_has_policies_for_and_keeps_what_exists(
     with pytest.raises(UserError, match="workers must be at least 1"):
         write_suite(replace(config, output_dir=str(tmp_path / "none"), workers=0))
     assert not (tmp_path / "none").exists()
+
+
+def test_the_suite_skips_a_replay_level_whose_policy_another_run_trained(sac_run, policy_dir, tmp_path, capsys):
+    from d4rl_compat.generate import GenerateConfig, write_suite
+
+    export(sac_run, 100, "medium", policy_dir)
+    export(sac_run, 300, "expert", policy_dir)
+    other = tmp_path / "runs" / "hopper"  # a run whose step-100 snapshot is not the medium policy
+    shutil.copytree(sac_run, other)
+    shutil.copy(other / "policies" / "step_000000200.pt", other / "policies" / "step_000000100.pt")
+    config = GenerateConfig(suite=True, num_transitions=40, replay_dir=str(tmp_path / "runs"))
+    write_suite(replace(config, output_dir=str(tmp_path / "out")))
+    written = sorted(path.stem for path in (tmp_path / "out").glob("hopper-*.hdf5"))
+    assert written == ["hopper-expert", "hopper-full-replay", "hopper-medium", "hopper-medium-expert", "hopper-random"]
+    assert f"hopper: no medium-replay (policies committed: ['medium', 'expert']; the replay levels need {other}" in (
+        capsys.readouterr().out
+    )
