@@ -6,7 +6,9 @@ For each run directory <runs>/<domain> of algorithms/online/sac.py: the env step
 over all its sessions (resumes included), the steps per second, the latest and the best evaluation
 score, and the first step that reached D4RL's medium band (normalised 30) and the expert target
 (normalised 80). Beside them, the policies exported to d4rl_compat/policies/ from that run, with
-their 100-episode scores from the cards. Also writes the score curves as a PNG next to the table.
+their 100-episode scores from the cards. A run's directory can be lost with its machine; its
+metrics.jsonl and config.yaml are small, so they are kept under benchmarks/results/behaviour_runs/.
+Also writes the score curves as a PNG next to the table.
 """
 
 import argparse
@@ -38,15 +40,17 @@ def progress(run: Path) -> dict:
     }
 
 
-def exported(domain: str, policy_dir: Path) -> List[str]:
-    """'level: step N, score S' for each policy card of this domain."""
-    found = []
+def exported(domain: str, policy_dir: Path, points: List[Tuple[int, float, float]]) -> List[str]:
+    """'level: step N, score S' for each policy card of this domain that this run trained: the card's own
+    record of the run's evaluation at its step must be this run's (a domain may have several runs)."""
+    scores, found = {step: score for step, score, _ in points}, []
     for card_path in sorted(policy_dir.glob(f"{domain}-*.json")):
         card = json.loads(card_path.read_text())
+        step, run_eval = card["training"]["env_steps"], card["training"].get("run_eval", {})
+        if step not in scores or run_eval.get("eval/normalized_score_mean") != scores[step]:
+            continue
         score = card["evaluation"]["sampled_actions"]["normalized_score"]
-        found.append(
-            f"{card_path.stem.removeprefix(domain + '-')}: step {card['training']['env_steps']:,}, {score:.1f}"
-        )
+        found.append(f"{card_path.stem.removeprefix(domain + '-')}: step {step:,}, {score:.1f}")
     return found
 
 
@@ -71,7 +75,7 @@ def table(runs: List[Tuple[str, dict]], policy_dir: Path) -> List[str]:
             best,
             cell(run["first_medium"], 0),
             cell(run["first_expert"], 0),
-            "; ".join(exported(domain, policy_dir)) or "none",
+            "; ".join(exported(domain, policy_dir, run["points"])) or "none",
         ]
         lines.append(f"| {domain} | " + " | ".join(cells) + " |")
     return lines

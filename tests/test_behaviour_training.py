@@ -16,8 +16,11 @@ def test_the_table_reads_steps_time_and_thresholds_from_the_metrics(tmp_path):
     (run / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     policies = tmp_path / "policies"
     policies.mkdir()
-    card = {"training": {"env_steps": 20_000}, "evaluation": {"sampled_actions": {"normalized_score": 33.3}}}
+    card = {"training": {"env_steps": 20_000, "run_eval": {"eval/normalized_score_mean": 35.0}}}
+    card["evaluation"] = {"sampled_actions": {"normalized_score": 33.3}}
     (policies / "walker2d-medium.json").write_text(json.dumps(card))
+    card["training"]["run_eval"]["eval/normalized_score_mean"] = 99.0  # another run's snapshot at step 20k
+    (policies / "walker2d-expert.json").write_text(json.dumps(card))
     output = tmp_path / "training.md"
     result = run_cli(
         "benchmarks/behaviour_training.py",
