@@ -15,6 +15,7 @@ session keeps its row when it is not regenerated, e.g. a replay level whose SAC 
 import argparse
 import datetime
 import json
+import sys
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -60,7 +61,10 @@ def update_record(record: Path, folder: Path, made_by: str, suite_time: Optional
     entries = json.loads(record.read_text()) if record.exists() else {}
     measured = {path.stem: file_stats(path) for path in sorted(folder.glob("*.hdf5"))} if folder.is_dir() else {}
     if not measured and not entries:
-        raise SystemExit(f"error: no .hdf5 files in {folder} and no record at {record}: generate the datasets first")
+        print(
+            f"error: no .hdf5 files in {folder} and no record at {record}: generate the datasets first", file=sys.stderr
+        )
+        sys.exit(2)
     when = datetime.date.today().isoformat()
     for stem, stats in measured.items():
         entries[stem] = {**stats, "made_by": made_by, "folder": str(folder), "measured": when}

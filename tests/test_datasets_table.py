@@ -43,5 +43,5 @@ def test_no_files_and_no_record_is_a_clear_error(tmp_path):
     record, output = tmp_path / "datasets.json", tmp_path / "datasets.md"
     arguments = ("--folder", str(tmp_path / "none"), "--output", str(output), "--record", str(record))
     result = run_cli("benchmarks/datasets.py", *arguments)
-    assert result.returncode != 0 and "generate the datasets first" in result.stderr
+    assert result.returncode == 2 and "generate the datasets first" in result.stderr
     assert not record.exists() and not output.exists()
