@@ -211,21 +211,19 @@ def level_arrays(config: GenerateConfig, spec: EnvSpec) -> Tuple[dict, Dict[str,
     if name not in REPLAY_LEVELS:
         return collect(spec, str(path), count, config.seed), info
     run, steps = Path(config.replay_run), card["training"]["env_steps"]
-    snapshot = run / "policies" / f"step_{steps:09d}.pt"
-    if not snapshot.exists() or not same_actor(snapshot, path):
+    if not trained_by(run, path):
         raise UserError(f"{run} is not the run that trained {path}: its snapshot at step {steps} differs or is missing")
     info["policy_description"] = f"replay buffer of {run} up to env step {steps}, when {path.name} was saved"
     return replay_arrays(run, steps), {**info, "replay_run": str(run), "replay_rows": steps}
 
 
-def trained_by(run: Path, domain: str, level: str) -> bool:
-    """Whether `run` is the sac.py run that trained the committed <domain>-<level> policy and still has its
-    buffer: a replay level is the buffer of the very run whose snapshot the policy is."""
-    from d4rl_compat.policies import load_card, policy_path
+def trained_by(run: Path, policy: Path) -> bool:
+    """Whether `run` is the sac.py run that trained this exported policy: its snapshot at the card's step is
+    the policy's actor. A replay level is the buffer of that very run."""
+    from d4rl_compat.policies import load_card
 
-    path = policy_path(domain, level)
-    snapshot = run / "policies" / f"step_{load_card(path)['training']['env_steps']:09d}.pt"
-    return (run / "checkpoints").is_dir() and snapshot.exists() and same_actor(snapshot, path)
+    snapshot = run / "policies" / f"step_{load_card(policy)['training']['env_steps']:09d}.pt"
+    return snapshot.exists() and same_actor(snapshot, policy)
 
 
 def same_actor(first: Path, second: Path) -> bool:
@@ -316,7 +314,9 @@ def suite_jobs(config: GenerateConfig) -> List[Tuple[str, str, Any]]:
         have = [level for level in LEVELS if policy_path(domain, level).exists()]
         run = Path(config.replay_dir) / domain
         replays = [
-            level for level, source in REPLAY_LEVELS.items() if source in have and trained_by(run, domain, source)
+            level
+            for level, source in REPLAY_LEVELS.items()
+            if source in have and (run / "checkpoints").is_dir() and trained_by(run, policy_path(domain, source))
         ]
         levels = ["random", *have, *(["medium-expert"] if len(have) == len(LEVELS) else []), *replays]
         missing = [level for level in (*LEVEL_SIZES, *REPLAY_LEVELS) if level not in levels]
