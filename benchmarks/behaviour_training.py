@@ -2,7 +2,8 @@
 
     python benchmarks/behaviour_training.py --runs runs/behaviour --output benchmarks/results/behaviour_training.md
 
-For each run directory <runs>/<domain> of algorithms/online/sac.py: the env steps done, the wall time
+For each run directory <runs>/<domain> of algorithms/online/sac.py (several --runs folders: one row per
+run, labelled "<domain> (<folder>)"): the env steps done, the wall time
 over all its sessions (resumes included), the steps per second, the latest and the best evaluation
 score, and the first step that reached D4RL's medium band (normalised 30) and the expert target
 (normalised 80). Beside them, the policies exported to d4rl_compat/policies/ from that run, with
@@ -58,13 +59,13 @@ def cell(value: Optional[float], digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
-def table(runs: List[Tuple[str, dict]], policy_dir: Path) -> List[str]:
+def table(runs: List[Tuple[str, str, dict]], policy_dir: Path) -> List[str]:
     lines = [
         "| domain | env steps | wall time (h) | env steps/s | latest score | best score (at step) "
         "| first step >= 30 | first step >= 80 | exported (100 episodes, sampled actions) |",
         "|---" * 9 + "|",
     ]
-    for domain, run in runs:
+    for label, domain, run in runs:
         best = "-" if run["best"] is None else f"{run['best'][0]:.1f} ({run['best'][1]:,})"
         speed = run["env_steps"] / run["wall_time_s"] if run["wall_time_s"] else None
         cells = [
@@ -77,11 +78,11 @@ def table(runs: List[Tuple[str, dict]], policy_dir: Path) -> List[str]:
             cell(run["first_expert"], 0),
             "; ".join(exported(domain, policy_dir, run["points"])) or "none",
         ]
-        lines.append(f"| {domain} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
 
-def plot(runs: List[Tuple[str, dict]], path: Path) -> None:
+def plot(runs: List[Tuple[str, str, dict]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -90,9 +91,9 @@ def plot(runs: List[Tuple[str, dict]], path: Path) -> None:
     figure, axis = plt.subplots(figsize=(7, 4))
     axis.axhspan(*MEDIUM_BAND, color="tab:gray", alpha=0.15, label="medium band (30-50)")
     axis.axhline(EXPERT_TARGET, color="tab:gray", linestyle="--", label="expert target (80)")
-    for domain, run in runs:
+    for label, _, run in runs:
         steps, scores = zip(*[(step, score) for step, score, _ in run["points"]]) if run["points"] else ((), ())
-        axis.plot(steps, scores, label=domain)
+        axis.plot(steps, scores, label=label)
     axis.set_xlabel("env steps")
     axis.set_ylabel("normalised score (run's evaluation)")
     axis.legend(fontsize=8)
@@ -103,18 +104,25 @@ def plot(runs: List[Tuple[str, dict]], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=Path, default=Path("runs/behaviour"))
+    parser.add_argument("--runs", type=Path, nargs="+", default=[Path("runs/behaviour")])
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/behaviour_training.md"))
     parser.add_argument("--policy_dir", type=Path, default=ROOT / "d4rl_compat" / "policies")
     parser.add_argument("--notes", type=Path, default=None, help="markdown appended after the table")
     args = parser.parse_args()
-    runs = [(path.parent.name, progress(path.parent)) for path in sorted(args.runs.glob("*/metrics.jsonl"))]
+    runs = []
+    for folder in args.runs:
+        for path in sorted(folder.glob("*/metrics.jsonl")):
+            domain = path.parent.name
+            label = domain if len(args.runs) == 1 else f"{domain} ({folder.name})"
+            runs.append((label, domain, progress(path.parent)))
     if not runs:
-        parser.error(f"no <domain>/metrics.jsonl under {args.runs}: train with algorithms/online/sac.py first")
+        folders = " ".join(map(str, args.runs))
+        parser.error(f"no <domain>/metrics.jsonl under {folders}: train with algorithms/online/sac.py first")
     figure = args.output.with_suffix(".png")
     plot(runs, figure)
     text = ["# Behaviour-policy training (algorithms/online/sac.py)", "", "Command:", "", "```"]
-    text += [f"python benchmarks/behaviour_training.py --runs {args.runs} --output {args.output}", "```", ""]
+    folders = " ".join(map(str, args.runs))
+    text += [f"python benchmarks/behaviour_training.py --runs {folders} --output {args.output}", "```", ""]
     text += ["Scores are the runs' own evaluations (their `n_episodes` each, 10 in the behaviour configs);"]
     text += ["the exported policies' are over 100 episodes.", ""]
     text += table(runs, args.policy_dir) + ["", f"![score curves]({figure.name})"]
