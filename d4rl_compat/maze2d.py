@@ -77,9 +77,23 @@ def free_cells(rows: List[str]) -> List[Cell]:
 def plan_waypoint_cells(rows: List[str], start: Cell, goal: Cell) -> List[Cell]:
     """The cells after `start` on a shortest 4-connected path to `goal` ([goal] when start is the goal), ties
     broken as D4RL's Q-iteration breaks them, so the path is the one its greedy rollout takes."""
+    if start not in set(free_cells(rows)):
+        raise ValueError(f"start {start} must be a free cell")
+    steps_to_goal = grid_distances(rows, goal)
+    if start not in steps_to_goal:
+        raise ValueError(f"no path from {start} to {goal}")
+    path, cell = [], start
+    while cell != goal:
+        cell = next_cell(steps_to_goal, cell)
+        path.append(cell)
+    return path or [goal]
+
+
+def grid_distances(rows: List[str], goal: Cell) -> Dict[Cell, int]:
+    """Steps from every free cell that can reach `goal` to it, by breadth-first search from the goal."""
     free = set(free_cells(rows))
-    if start not in free or goal not in free:
-        raise ValueError(f"start {start} and goal {goal} must be free cells")
+    if goal not in free:
+        raise ValueError(f"goal {goal} must be a free cell")
     steps_to_goal, frontier = {goal: 0}, deque([goal])
     while frontier:
         cell = frontier.popleft()
@@ -87,13 +101,12 @@ def plan_waypoint_cells(rows: List[str], start: Cell, goal: Cell) -> List[Cell]:
             if neighbour in free and neighbour not in steps_to_goal:
                 steps_to_goal[neighbour] = steps_to_goal[cell] + 1
                 frontier.append(neighbour)
-    if start not in steps_to_goal:
-        raise ValueError(f"no path from {start} to {goal}")
-    path, cell = [], start
-    while cell != goal:
-        cell = min((n for n in neighbours(cell) if n in steps_to_goal), key=steps_to_goal.__getitem__)
-        path.append(cell)
-    return path or [goal]
+    return steps_to_goal
+
+
+def next_cell(steps_to_goal: Dict[Cell, int], cell: Cell) -> Cell:
+    """The neighbour of `cell` one step nearer the goal (ties go to the first in GRID_MOVES' order)."""
+    return min((n for n in neighbours(cell) if n in steps_to_goal), key=steps_to_goal.__getitem__)
 
 
 def neighbours(cell: Cell) -> List[Cell]:

@@ -1,0 +1,362 @@
+"""D4RL-style AntMaze datasets: a goal-reaching ant trained with sac.py, steered through the maze by a grid planner.
+
+    python algorithms/online/sac.py --config_path configs/online/sac/antmaze/controller.yaml  # the controller
+    python -m d4rl_compat.antmaze --dataset antmaze-umaze-v2 --output data/generated/antmaze-umaze-v2.hdf5
+    python -m d4rl_compat.antmaze --dataset antmaze-large-play-v2 --command success  # how often it gets there
+
+D4RL made its antmaze data with a goal-reaching ant policy steered by a waypoint planner. The policy's
+training task here is `d4rl_compat.antmaze:AntGoal-v0`: Gymnasium's Ant-v4 model (the ant AntMaze-v4 puts
+in its mazes) on an open floor, with a goal drawn at a random direction and distance. The policy sees the
+ant's observation without its x, y (what AntMaze reports as `observation`) and the goal's offset rotated
+into the ant's heading, so one policy walks towards any waypoint. (D4RL's policy saw the offset in the
+world frame, scaled to length 10.)
+
+Reward per step: the distance to the goal that the step closed, per second (the ant's speed towards it),
+plus Ant's healthy reward 1, minus Ant's control cost 0.5 |a|^2. Within REACH_RADIUS of the goal a new
+goal is drawn (the step's progress counts towards the old one). The episode ends when the ant leaves
+Ant's healthy height range (it has flipped or jumped), or after 500 steps.
+"""
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import gymnasium as gym
+import numpy as np
+import pyrallis
+from gymnasium.envs.mujoco.ant_v4 import AntEnv
+from tqdm import tqdm
+
+from d4rl_compat.envs import D4RL_ANTMAZE_MAPS, d4rl_env_spec, wrap
+from d4rl_compat.generate import UserError, write_hdf5
+from d4rl_compat.maze2d import Cell, free_cells, grid_distances, next_cell
+from d4rl_compat.policies import POLICY_DIR, SACPolicy, load_card
+
+GOAL_DISTANCE = (1.0, 5.0)  # metres; AntMaze's cells are 4 m wide, so waypoints come about 4 m apart
+REACH_RADIUS = 0.5  # D4RL's antmaze goal radius
+MAX_GOAL_OFFSET = 5.0  # the policy sees farther goals at this distance, in the same direction
+EPISODE_STEPS = 500
+
+
+def heading(quaternion: np.ndarray) -> float:
+    """Yaw of a MuJoCo (w, x, y, z) quaternion: the ant's heading in the floor plane."""
+    w, x, y, z = quaternion
+    return float(np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z)))
+
+
+def goal_in_ant_frame(position: np.ndarray, quaternion: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    """The goal's offset from the ant, rotated into its heading and clipped to MAX_GOAL_OFFSET metres."""
+    offset, yaw = np.asarray(goal, np.float64) - position, heading(quaternion)
+    cos, sin = np.cos(yaw), np.sin(yaw)
+    local = np.array([cos * offset[0] + sin * offset[1], -sin * offset[0] + cos * offset[1]])
+    distance = np.linalg.norm(local)
+    return local * (MAX_GOAL_OFFSET / distance) if distance > MAX_GOAL_OFFSET else local
+
+
+def controller_observation(d4rl_observation: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    """The controller's input from an observation in D4RL's antmaze layout [x, y, z, quaternion, joints, qvel]
+    and a goal in the same frame: [everything after x, y; the goal in the ant's frame]."""
+    position, quaternion = d4rl_observation[:2], d4rl_observation[3:7]
+    return np.concatenate([d4rl_observation[2:], goal_in_ant_frame(position, quaternion, goal)])
+
+
+class AntGoalEnv(gym.Env):
+    """The controller's training task (see the module docstring); info['goals_reached'] counts goals so far."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, reset_noise_scale: float = 0.1):
+        self.ant = AntEnv(exclude_current_positions_from_observation=False, reset_noise_scale=reset_noise_scale)
+        self.action_space = self.ant.action_space
+        size = self.ant.observation_space.shape[0] - 2 + 2  # drop x, y; add the goal
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (size,), np.float64)
+        self.goal, self.goals_reached = np.zeros(2), 0
+
+    def _new_goal(self, position: np.ndarray) -> None:
+        angle, distance = self.np_random.uniform(-np.pi, np.pi), self.np_random.uniform(*GOAL_DISTANCE)
+        self.goal = position + distance * np.array([np.cos(angle), np.sin(angle)])
+
+    def _observation(self, ant_observation: np.ndarray) -> np.ndarray:
+        return controller_observation(ant_observation, self.goal)
+
+    def reset(self, *, seed: Optional[int] = None, options: Optional[Dict[str, Any]] = None):
+        super().reset(seed=seed)
+        ant_observation, _ = self.ant.reset(seed=None if seed is None else int(self.np_random.integers(2**31)))
+        self._new_goal(ant_observation[:2])
+        self.goals_reached = 0
+        return self._observation(ant_observation), {"goals_reached": 0}
+
+    def step(self, action: np.ndarray) -> Tuple[np.ndarray, float, bool, bool, Dict[str, Any]]:
+        before = np.linalg.norm(self.ant.data.qpos[:2] - self.goal)
+        ant_observation, _, terminated, _, _ = self.ant.step(action)
+        after = np.linalg.norm(ant_observation[:2] - self.goal)
+        healthy = float(not terminated)
+        reward = (before - after) / self.ant.dt + healthy * 1.0 - 0.5 * float(np.square(action).sum())
+        if after <= REACH_RADIUS:
+            self.goals_reached += 1
+            self._new_goal(ant_observation[:2])
+        return self._observation(ant_observation), reward, terminated, False, {"goals_reached": self.goals_reached}
+
+    def close(self) -> None:
+        self.ant.close()
+
+
+gym.register("AntGoal-v0", entry_point="d4rl_compat.antmaze:AntGoalEnv", max_episode_steps=EPISODE_STEPS)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The datasets, as D4RL's scripts/generation/generate_ant_maze_datasets.py and d4rl/locomotion/maze_env.py made them:
+# - Episodes of 1000 steps. Each starts at the 'r' cell (umaze) or at a random free cell (every other dataset,
+#   D4RL's --multi_start), and gets one goal: the 'g' cell (umaze), one of the hand-picked 'g' cells of D4RL's
+#   collection mazes below (play), or any free cell (diverse: the paper's "random goals"; D4RL's script takes a
+#   --multigoal flag but never reads it).
+# - Every step the planner takes the next cell on a shortest path from the ant's cell to the goal's; its waypoint
+#   is that cell's centre plus U(0, 1) m per coordinate, drawn afresh each step, or the goal once the next cell
+#   is the goal's. The controller walks to it, with sampled actions plus N(0, 0.2^2) noise, clipped.
+# - Rewards and terminals, as D4RL relabelled its v2 files, are 1 where the next position is within 0.5 of
+#   the EVALUATION goal (the 'g' of the evaluation maze), whatever the episode's own goal; episodes go on past it.
+# ---------------------------------------------------------------------------------------------------------------
+# D4RL's collection mazes (maze_env.U_MAZE, BIG_MAZE, HARDEST_MAZE) in its row order: the evaluation mazes'
+# walls, with 'g' on the goal cells of the play datasets.
+PLAY_MAPS = {
+    "umaze": ["11111", "1r001", "11101", "1g001", "11111"],
+    "medium": ["11111111", "1r011001", "100100g1", "11000111", "10010001", "1g100101", "10001g01", "11111111"],
+    "large": [
+        "111111111111",
+        "1r0001g00001",
+        "101101010101",
+        "10000g0100g1",
+        "101111011101",
+        "10g101000001",
+        "110101010111",
+        "1001g0g10g01",
+        "111111111111",
+    ],
+}
+DATASETS = {  # D4RL name: (maze, random start cells, goal cells)
+    "antmaze-umaze-v2": ("umaze", False, "play"),
+    "antmaze-umaze-diverse-v2": ("umaze", True, "any"),
+    "antmaze-medium-play-v2": ("medium", True, "play"),
+    "antmaze-medium-diverse-v2": ("medium", True, "any"),
+    "antmaze-large-play-v2": ("large", True, "play"),
+    "antmaze-large-diverse-v2": ("large", True, "any"),
+}
+DATA_EPISODE_STEPS = 1000  # D4RL's --max_episode_steps
+DATASET_SIZE = 1_000_000  # every D4RL antmaze file
+ACTION_NOISE_STD = 0.2  # D4RL's --noisy
+WAYPOINT_JITTER = 1.0  # waypoints and goals: a cell's centre plus U(0, 0.25 x 4 m) per coordinate
+GOAL_EXTRA_JITTER = 0.5  # goals get U(0, 0.5 x 0.25 x 4 m) more
+START_JITTER = 1.0  # random starts: a cell's centre plus U(0, 0.5 x 0.5 x 4 m)
+RESET_NOISE = 0.1  # D4RL's Ant reset: qpos + U(-0.1, 0.1), qvel + 0.1 N(0, 1)
+CONTROLLER_PATH = POLICY_DIR / "antmaze-controller.pt"
+POLICY = "goal-reaching SAC ant + grid waypoint planner, noisy"
+
+
+class MazeGrid:
+    """Cells of a gymnasium-robotics maze in D4RL's row order ('r', 'g' and walls), and the planner over them."""
+
+    def __init__(self, env: gym.Env, rows: List[str]):
+        self.maze, self.rows = env.unwrapped.maze, rows
+        self.height = len(rows)
+        self.free = free_cells(rows)
+        self.plans: Dict[Cell, Dict[Cell, int]] = {}  # goal cell: steps to it from every cell
+
+    def cell(self, xy: np.ndarray) -> Cell:
+        """D4RL's (row, column) of a position; the env's map is D4RL's upside down."""
+        row, column = self.maze.cell_xy_to_rowcol(xy)
+        return self.height - 1 - int(row), int(column)
+
+    def centre(self, cell: Cell) -> np.ndarray:
+        return self.maze.cell_rowcol_to_xy(np.array([self.height - 1 - cell[0], cell[1]]))
+
+    def marked(self, mark: str) -> List[Cell]:
+        return [(i, j) for i, row in enumerate(self.rows) for j, value in enumerate(row) if value == mark]
+
+    def waypoint(self, xy: np.ndarray, goal: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """D4RL's create_navigation_policy: the next cell towards the goal's, jittered afresh, or the goal itself."""
+        here, goal_cell = self.cell(xy), self.cell(goal)
+        if goal_cell not in self.plans:
+            self.plans[goal_cell] = grid_distances(self.rows, goal_cell)
+        steps_to_goal = self.plans[goal_cell]
+        if here == goal_cell or here not in steps_to_goal:  # at the goal, or rounded into a wall at its edge
+            return goal
+        following = next_cell(steps_to_goal, here)
+        if following == goal_cell:
+            return goal
+        return self.centre(following) + rng.uniform(0.0, WAYPOINT_JITTER, 2)
+
+
+def maze_env(name: str) -> gym.Env:
+    """The evaluation env of a D4RL antmaze name, as the training scripts build it (adapter included)."""
+    spec = d4rl_env_spec(name)
+    return wrap(
+        gym.make(spec["env_id"], max_episode_steps=spec["max_episode_steps"], **spec["kwargs"]), spec["adapter"]
+    )
+
+
+def navigate(
+    policy: SACPolicy,
+    observation: np.ndarray,
+    goal: np.ndarray,
+    grid: MazeGrid,
+    origin: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """The controller's action towards the planner's waypoint; `observation` and `goal` in D4RL's frame."""
+    waypoint = grid.waypoint(observation[:2] + origin, goal + origin, rng) - origin
+    return policy(controller_observation(observation, waypoint))
+
+
+def collect_antmaze(name: str, policy_path: Path, num_transitions: int, seed: int) -> Dict[str, np.ndarray]:
+    """D4RL's flat arrays for one antmaze dataset; the same seed gives the same arrays."""
+    maze, random_starts, goal_cells = DATASETS[name]
+    env = maze_env(name)
+    ant = env.unwrapped.ant_env  # stepped directly: the maze walls are in its model, and nothing ends early
+    grid, play = MazeGrid(env, D4RL_ANTMAZE_MAPS[maze]), MazeGrid(env, PLAY_MAPS[maze])
+    origin = grid.centre(grid.marked("r")[0])
+    evaluation_goal = grid.centre(grid.marked("g")[0]) - origin
+    goals = play.marked("g") if goal_cells == "play" else grid.free
+    policy, rng = SACPolicy(policy_path, seed), np.random.default_rng(seed)
+    env.reset(seed=seed)
+    width = ant.observation_space.shape[0]
+    arrays = {
+        "observations": np.zeros((num_transitions, width), np.float32),
+        "next_observations": np.zeros((num_transitions, width), np.float32),
+        "actions": np.zeros((num_transitions, ant.action_space.shape[0]), np.float32),
+        "timeouts": np.zeros(num_transitions, bool),
+        "infos/goal": np.zeros((num_transitions, 2), np.float32),
+        "infos/qpos": np.zeros((num_transitions, ant.model.nq), np.float32),
+        "infos/qvel": np.zeros((num_transitions, ant.model.nv), np.float32),
+    }
+    in_d4rl_frame = lambda ant_observation: np.concatenate([ant_observation[:2] - origin, ant_observation[2:]])  # noqa: E731
+    steps_in_episode = DATA_EPISODE_STEPS
+    for step in tqdm(range(num_transitions), desc=name, mininterval=1.0):
+        if steps_in_episode == DATA_EPISODE_STEPS:
+            observation, goal, steps_in_episode = start_episode(ant, grid, goals, random_starts, origin, rng)
+        action = navigate(policy, observation, goal, grid, origin, rng)
+        action = np.clip(action + ACTION_NOISE_STD * rng.standard_normal(action.shape), -1.0, 1.0)
+        next_observation = in_d4rl_frame(ant.step(action)[0])
+        steps_in_episode += 1
+        arrays["observations"][step], arrays["next_observations"][step] = observation, next_observation
+        arrays["actions"][step], arrays["infos/goal"][step] = action, goal
+        arrays["infos/qpos"][step] = observation[: ant.model.nq]  # D4RL's frame, as the observation
+        arrays["infos/qvel"][step] = observation[ant.model.nq :]
+        arrays["timeouts"][step] = steps_in_episode == DATA_EPISODE_STEPS
+        observation = next_observation
+    arrays["timeouts"][-1] = True  # the file ends mid-episode: a time-limit end, never a true terminal
+    near = np.linalg.norm(arrays["next_observations"][:, :2] - evaluation_goal, axis=1) <= 0.5
+    arrays["rewards"], arrays["terminals"] = near.astype(np.float32), near
+    env.close()
+    return arrays
+
+
+def start_episode(
+    ant: AntEnv, grid: MazeGrid, goals: List[Cell], random_start: bool, origin: np.ndarray, rng: np.random.Generator
+) -> Tuple[np.ndarray, np.ndarray, int]:
+    """D4RL's reset: the ant at its start with noisy joints and velocities, and the episode's goal (D4RL's frame)."""
+    start = grid.centre(grid.free[rng.integers(len(grid.free))] if random_start else grid.marked("r")[0])
+    qpos = ant.init_qpos + rng.uniform(-RESET_NOISE, RESET_NOISE, ant.model.nq)
+    qpos[:2] += start + (rng.uniform(0.0, START_JITTER, 2) if random_start else 0.0) - ant.init_qpos[:2]
+    ant.set_state(qpos, ant.init_qvel + RESET_NOISE * rng.standard_normal(ant.model.nv))
+    goal = grid.centre(goals[rng.integers(len(goals))]) + rng.uniform(0.0, WAYPOINT_JITTER, 2)
+    goal = goal + rng.uniform(0.0, GOAL_EXTRA_JITTER, 2)
+    ant_observation = ant._get_obs()
+    return np.concatenate([ant_observation[:2] - origin, ant_observation[2:]]), goal - origin, 0
+
+
+def success_rate(name: str, policy_path: Path, episodes: int, noisy: bool, seed: int) -> Dict[str, float]:
+    """How often the planner-driven controller reaches the goal of the evaluation env (the scripts' env:
+    D4RL's start, its goal and radius and time limit), with or without the data's action noise."""
+    env, maze = maze_env(name), DATASETS[name][0]
+    grid = MazeGrid(env, D4RL_ANTMAZE_MAPS[maze])
+    origin = grid.centre(grid.marked("r")[0])
+    policy, rng = SACPolicy(policy_path, seed, deterministic=not noisy), np.random.default_rng(seed)
+    successes, lengths = [], []
+    for episode in range(episodes):
+        observation = env.reset(seed=seed + episode)[0]
+        goal, done, length, info = env.unwrapped.goal - origin, False, 0, {"success": False}
+        while not done:
+            action = navigate(policy, observation, goal, grid, origin, rng)
+            if noisy:
+                action = np.clip(action + ACTION_NOISE_STD * rng.standard_normal(action.shape), -1.0, 1.0)
+            observation, _, terminated, truncated, info = env.step(action)
+            done, length = terminated or truncated, length + 1
+        successes.append(info["success"])
+        lengths.append(length)
+    env.close()
+    return {"success_rate": float(np.mean(successes)), "mean_length": float(np.mean(lengths)), "episodes": episodes}
+
+
+@dataclass
+class AntMazeConfig:
+    dataset: str = "antmaze-umaze-v2"  # a D4RL antmaze name (see DATASETS)
+    command: str = "generate"  # generate, or success: the controller's success rate on the evaluation env
+    policy: str = str(CONTROLLER_PATH)  # the goal-reaching controller (a sac.py snapshot on AntGoal-v0)
+    num_transitions: int = DATASET_SIZE
+    seed: int = 0
+    output: Optional[str] = None  # default: data/<name>.hdf5
+    overwrite: bool = False
+    episodes: int = 100  # success: evaluation episodes
+    noisy: bool = True  # success: with the data's action noise (false: the deterministic controller)
+
+
+def main(args: Optional[List[str]] = None) -> None:
+    try:
+        config = pyrallis.parse(config_class=AntMazeConfig, args=args)
+    except Exception as error:  # pyrallis raises bare Exceptions for unknown keys and bad values
+        raise UserError(f"invalid arguments: {error}") from None
+    if config.dataset not in DATASETS:
+        raise UserError(f"unknown dataset '{config.dataset}'; available: {', '.join(DATASETS)}")
+    policy_path = Path(config.policy)
+    if not policy_path.exists():
+        raise UserError(f"controller {policy_path} does not exist; train one with configs/online/sac/antmaze")
+    if config.command == "success":
+        if config.episodes <= 0:
+            raise UserError("episodes must be positive")
+        result = success_rate(config.dataset, policy_path, config.episodes, config.noisy, config.seed)
+        print(f"{config.dataset} ({'noisy' if config.noisy else 'deterministic'} controller): {json.dumps(result)}")
+        return
+    if config.command != "generate":
+        raise UserError(f"unknown command '{config.command}': generate or success")
+    if config.num_transitions <= 0:
+        raise UserError("num_transitions must be positive")
+    output = Path(config.output or f"data/{config.dataset}.hdf5")
+    if output.exists() and not config.overwrite:
+        raise UserError(f"{output} already exists; pass --overwrite true to replace it or choose another --output")
+    arrays = collect_antmaze(config.dataset, policy_path, config.num_transitions, config.seed)
+    spec = d4rl_env_spec(config.dataset)
+    card = load_card(policy_path) if policy_path.with_suffix(".json").exists() else {}
+    metadata = {
+        "dataset_name": config.dataset,
+        "env_id": spec["env_id"],
+        "env_kwargs": json.dumps(spec["kwargs"]),
+        "max_episode_steps": spec["max_episode_steps"],
+        "adapter": spec["adapter"],
+        "reports_success": spec["reports_success"],
+        "policy": POLICY,
+        "policy_card": json.dumps(card),
+        "policy_description": "D4RL's antmaze generator: 1000-step episodes from "
+        f"{'random' if DATASETS[config.dataset][1] else 'the fixed'} start, one goal each "
+        f"({DATASETS[config.dataset][2]} goal cells), next-cell waypoints for a goal-reaching SAC ant with "
+        "N(0, 0.2^2) action noise; rewards and terminals 1 within 0.5 of the evaluation goal",
+        "seed": config.seed,
+        "ref_min_score": spec["ref_min_score"],
+        "ref_max_score": spec["ref_max_score"],
+        "note": spec["note"],
+    }
+    write_hdf5(output, arrays, metadata)
+    episodes = int(arrays["timeouts"].sum())
+    print(
+        f"wrote {output}: {config.num_transitions} transitions, {episodes} episodes, "
+        f"{int(arrays['rewards'].sum())} steps at the evaluation goal"
+    )
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,134 @@
+"""AntMaze: the controller's task and frame, the planner in D4RL's mazes, and the generated datasets."""
+
+from pathlib import Path
+
+import gymnasium as gym
+import h5py
+import numpy as np
+import pytest
+
+from conftest import load_script
+
+
+@pytest.fixture(scope="module")
+def controller(tmp_path_factory) -> Path:
+    """A tiny sac.py run on the controller's task (its training config, shortened): its last snapshot."""
+    sac = load_script("algorithms/online/sac.py")
+    run_dir = tmp_path_factory.mktemp("controller") / "run"
+    args = ["--config_path", "configs/online/sac/antmaze/controller.yaml", "--actor_hidden_dims", "[16, 16]"]
+    args += ["--critic_hidden_dims", "[16, 16]", "--batch_size", "32", "--total_steps", "200", "--random_steps", "100"]
+    args += ["--eval_every", "200", "--n_episodes", "1", "--wandb_mode", "disabled", "--device", "cpu"]
+    sac.train(sac.parse_config(sac.TrainConfig, [*args, "--run_dir", str(run_dir)]))
+    return run_dir / "policies" / "step_000000200.pt"
+
+
+def test_the_goal_is_given_in_the_ants_heading_and_clipped():
+    from d4rl_compat.antmaze import MAX_GOAL_OFFSET, goal_in_ant_frame
+
+    facing_y = np.array([np.cos(np.pi / 4), 0.0, 0.0, np.sin(np.pi / 4)])  # yaw +90 degrees
+    position = np.array([1.0, 2.0])
+    np.testing.assert_allclose(goal_in_ant_frame(position, facing_y, [1.0, 4.0]), [2.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(goal_in_ant_frame(position, facing_y, [0.0, 2.0]), [0.0, 1.0], atol=1e-12)
+    far = goal_in_ant_frame(position, np.array([1.0, 0.0, 0.0, 0.0]), [31.0, 2.0])
+    np.testing.assert_allclose(far, [MAX_GOAL_OFFSET, 0.0])
+
+
+def test_the_training_task_rewards_progress_and_draws_a_new_goal_at_the_old_one():
+    from d4rl_compat.antmaze import REACH_RADIUS
+
+    env = gym.make("d4rl_compat.antmaze:AntGoal-v0")
+    observation, info = env.reset(seed=3)
+    task = env.unwrapped
+    assert observation.shape == env.observation_space.shape == (29,) and info["goals_reached"] == 0
+    action = np.full(8, 0.5)
+    before = np.linalg.norm(task.ant.data.qpos[:2] - task.goal)
+    observation, reward, _, _, info = env.step(action)
+    after = np.linalg.norm(task.ant.data.qpos[:2] - task.goal)
+    assert reward == pytest.approx((before - after) / task.ant.dt + 1.0 - 0.5 * 8 * 0.25)
+    assert env.spec.max_episode_steps == 500
+    old_goal = task.goal.copy()
+    qpos = task.ant.data.qpos.copy()
+    qpos[:2] = old_goal  # put the ant on its goal: the step reaches it
+    task.ant.set_state(qpos, task.ant.data.qvel)
+    info = env.step(np.zeros(8))[4]
+    distance = np.linalg.norm(task.goal - task.ant.data.qpos[:2])
+    assert info["goals_reached"] == 1 and not np.allclose(task.goal, old_goal) and distance > REACH_RADIUS
+
+
+@pytest.mark.parametrize("maze", ["umaze", "medium", "large"])
+def test_the_planner_leads_from_every_cell_to_every_goal_in_d4rls_mazes(maze):
+    from d4rl_compat.antmaze import PLAY_MAPS, MazeGrid, maze_env
+    from d4rl_compat.envs import D4RL_ANTMAZE_MAPS
+
+    walls = lambda rows: [[cell == "1" for cell in row] for row in rows]  # noqa: E731
+    assert walls(PLAY_MAPS[maze]) == walls(D4RL_ANTMAZE_MAPS[maze])  # the collection maze is the evaluation maze
+    env = maze_env(f"antmaze-{maze}-diverse-v2" if maze != "umaze" else "antmaze-umaze-v2")
+    grid, rng = MazeGrid(env, D4RL_ANTMAZE_MAPS[maze]), np.random.default_rng(0)
+    assert env.unwrapped.maze.maze_map[-2][1] == "r"  # D4RL's row 1 is the env's second row from the bottom
+    for start in grid.free:
+        assert grid.cell(grid.centre(start)) == start
+        for goal_cell in grid.free:
+            goal, cell, moves = grid.centre(goal_cell) + 0.3, start, 0
+            while cell != goal_cell:
+                waypoint = grid.waypoint(grid.centre(cell), goal, rng)
+                following = grid.cell(waypoint)
+                assert abs(following[0] - cell[0]) + abs(following[1] - cell[1]) == 1  # one neighbouring cell
+                cell, moves = following, moves + 1
+                assert moves <= len(grid.free)
+    env.close()
+
+
+def test_datasets_are_deterministic_and_laid_out_as_d4rls(controller):
+    from d4rl_compat.antmaze import PLAY_MAPS, MazeGrid, collect_antmaze, maze_env
+
+    arrays = collect_antmaze("antmaze-medium-play-v2", controller, 2100, seed=0)
+    again = collect_antmaze("antmaze-medium-play-v2", controller, 2100, seed=0)
+    other = collect_antmaze("antmaze-medium-play-v2", controller, 2100, seed=1)
+    assert all(np.array_equal(arrays[key], again[key]) for key in arrays)
+    assert not np.array_equal(arrays["observations"], other["observations"])
+    assert arrays["observations"].shape == (2100, 29) and arrays["actions"].shape == (2100, 8)
+    assert np.flatnonzero(arrays["timeouts"]).tolist() == [999, 1999, 2099]
+    ends = arrays["timeouts"][:-1]
+    np.testing.assert_array_equal(arrays["observations"][1:][~ends], arrays["next_observations"][:-1][~ends])
+    np.testing.assert_array_equal(arrays["infos/qpos"][:, :2], arrays["observations"][:, :2])
+    np.testing.assert_array_equal(arrays["infos/qvel"], arrays["observations"][:, 15:])
+    # D4RL's frame: the start cell at the origin, the evaluation goal (row 6, column 6) 4 m per cell away
+    env = maze_env("antmaze-medium-play-v2")
+    grid = MazeGrid(env, PLAY_MAPS["medium"])
+    near = np.linalg.norm(arrays["next_observations"][:, :2] - [20.0, 20.0], axis=1) <= 0.5
+    np.testing.assert_array_equal(arrays["rewards"], near)
+    np.testing.assert_array_equal(arrays["terminals"], near)
+    goal_cells = {grid.cell(goal + grid.centre((1, 1))) for goal in arrays["infos/goal"]}
+    assert goal_cells <= set(grid.marked("g")) and len(np.unique(arrays["infos/goal"], axis=0)) == 3
+    env.close()
+
+
+def test_umaze_starts_at_the_start_cell_and_aims_at_the_evaluation_goal(controller):
+    from d4rl_compat.antmaze import collect_antmaze
+
+    arrays = collect_antmaze("antmaze-umaze-v2", controller, 2000, seed=0)
+    starts = arrays["observations"][[0, 1000], :2]
+    assert np.abs(starts).max() <= 0.1  # D4RL's reset noise on the start cell's centre
+    goals = arrays["infos/goal"][[0, 1000]]
+    assert np.all((goals >= [0.0, 8.0]) & (goals <= [1.5, 9.5]))  # the 'g' cell, D4RL's U(0, 1.5) offset
+
+
+def test_the_command_writes_a_file_checks_its_input_and_keeps_what_exists(controller, tmp_path, capsys):
+    from d4rl_compat.antmaze import main
+    from d4rl_compat.generate import UserError
+
+    output = tmp_path / "antmaze-umaze-diverse-v2.hdf5"
+    args = ["--dataset", "antmaze-umaze-diverse-v2", "--policy", str(controller), "--output", str(output)]
+    main([*args, "--num_transitions", "50"])
+    with h5py.File(output) as file:
+        assert len(file["observations"]) == 50 and file["metadata/env_id"][()].decode() == "AntMaze_UMaze-v4"
+    with pytest.raises(UserError, match="already exists"):
+        main([*args, "--num_transitions", "60"])
+    with h5py.File(output) as file:
+        assert len(file["observations"]) == 50
+    with pytest.raises(UserError, match="unknown dataset"):
+        main(["--dataset", "antmaze-huge-v2", "--policy", str(controller)])
+    with pytest.raises(UserError, match="does not exist"):
+        main(["--policy", str(tmp_path / "missing.pt")])
+    main(["--dataset", "antmaze-umaze-v2", "--policy", str(controller), "--command", "success", "--episodes", "1"])
+    assert '"success_rate": 0.0' in capsys.readouterr().out  # an untrained controller gets nowhere
