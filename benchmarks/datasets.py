@@ -5,6 +5,9 @@
 
 Per file: transitions, episodes, episode return mean / std / min / max and the D4RL-normalised score
 of the mean return; for the policy levels also the policy's own 100-episode evaluation from its card.
+AntMaze files are read as D4RL's are: episodes end on time only (terminals mark the steps at the goal),
+a return counts the steps within 0.5 of the evaluation goal, and the score is the share of episodes that
+reach it (an evaluation episode ends there with return 1).
 The published numbers come from benchmarks/results/d4rl_published_stats.json, each with its source.
 
 Each file's statistics go into a record (benchmarks/results/datasets.json) with the command that made
@@ -34,14 +37,20 @@ def file_stats(path: Path) -> dict:
         rewards = file["rewards"][()].astype(np.float64)
         ends = file["terminals"][()].astype(bool) | file["timeouts"][()].astype(bool)
         meta = {key: value[()] for key, value in file["metadata"].items()}
+        timeouts = file["timeouts"][()].astype(bool)
     meta = {key: value.decode() if isinstance(value, bytes) else value for key, value in meta.items()}
+    antmaze = str(meta.get("dataset_name", "")).startswith("antmaze")
+    if antmaze:  # D4RL's antmaze terminals mark the steps at the goal; its episodes end on time only
+        ends = timeouts
     ends[-1] = True  # the file's end closes its last episode
     starts = np.concatenate([[0], np.flatnonzero(ends)[:-1] + 1])
     returns = np.add.reduceat(rewards, starts)
     stats = {"transitions": len(rewards), "episodes": len(returns), "return_mean": returns.mean()}
     stats.update(return_std=returns.std(), return_min=returns.min(), return_max=returns.max())
     low, high = meta.get("ref_min_score"), meta.get("ref_max_score")
-    if low is not None and high is not None:
+    if antmaze:  # an evaluation episode scores 1 when it reaches the goal, where it ends
+        stats["normalized_score"] = 100.0 * np.mean(returns > 0)
+    elif low is not None and high is not None:
         stats["normalized_score"] = 100.0 * (returns.mean() - low) / (high - low)
     card = json.loads(meta.get("policy_card", "{}") or "{}")
     if isinstance(card, dict) and "evaluation" in card:

@@ -5,6 +5,7 @@ import shutil
 
 import h5py
 import numpy as np
+import pytest
 
 from conftest import ROOT, run_cli
 
@@ -45,3 +46,17 @@ def test_no_files_and_no_record_is_a_clear_error(tmp_path):
     result = run_cli("benchmarks/datasets.py", *arguments)
     assert result.returncode == 2 and "generate the datasets first" in result.stderr
     assert not record.exists() and not output.exists()
+
+
+def test_antmaze_files_count_episodes_by_time_and_score_the_share_that_reaches_the_goal(tmp_path):
+    from datasets import file_stats
+
+    from d4rl_compat.generate import write_hdf5
+
+    at_goal = np.zeros(30, np.float32)
+    at_goal[[4, 5, 6, 25]] = 1.0  # the first 10-step episode reaches the goal and stays 3 steps, the third once
+    arrays = {"rewards": at_goal, "terminals": at_goal.astype(bool), "timeouts": np.arange(30) % 10 == 9}
+    write_hdf5(tmp_path / "antmaze-umaze.hdf5", arrays, {"dataset_name": "antmaze-umaze-v2", "ref_min_score": 0.0})
+    stats = file_stats(tmp_path / "antmaze-umaze.hdf5")
+    assert stats["episodes"] == 3 and stats["return_max"] == 3.0 and stats["return_min"] == 0.0
+    assert stats["normalized_score"] == pytest.approx(100 * 2 / 3)

@@ -151,24 +151,29 @@ def test_the_suites_expand_to_configs_the_scripts_accept(tmp_path):
 
 
 def test_the_smoke_suite_runs_on_an_embedded_ray_cluster_resumes_and_reports(tmp_path):
-    output = tmp_path / "smoke"
+    # Three of its entries (an offline DT, an offline value method, a fine-tuning one) keep the suite's tests
+    # within time; every entry's config is checked against its script above.
+    suite = yaml.safe_load((ROOT / "benchmarks/suites/smoke.yaml").read_text())
+    suite["entries"] = [entry for entry in suite["entries"] if entry["name"] in ("dt", "iql", "odt_td3")]
+    suite_file, output = tmp_path / "smoke.yaml", tmp_path / "smoke"
+    suite_file.write_text(yaml.safe_dump(suite))
     started = time.perf_counter()
-    first = sweep_cli("benchmarks/suites/smoke.yaml", "--output", str(output), "--num_cpus", "2")
+    first = sweep_cli(str(suite_file), "--output", str(output), "--num_cpus", "2")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert "9 runs: 0 done already (skipped), 0 to resume, 9 to start" in first.stdout
-    assert "9/9 done, 0 running, 0 failed, 0 waiting" in first.stdout
+    assert "3 runs: 0 done already (skipped), 0 to resume, 3 to start" in first.stdout
+    assert "3/3 done, 0 running, 0 failed, 0 waiting" in first.stdout
     print(f"smoke suite: {time.perf_counter() - started:.0f} s")
     run_dirs = sorted(path.parent for path in output.glob("*/hopper-random/seed0/summary.json"))
-    assert len(run_dirs) == 9 and all(attempts(run_dir) == ["fresh"] for run_dir in run_dirs)
+    assert len(run_dirs) == 3 and all(attempts(run_dir) == ["fresh"] for run_dir in run_dirs)
 
     # A kill between two checkpoints: the newest one and the summary are gone, the rows after step 20 stay.
     iql = output / "iql" / "hopper-random" / "seed0"
     rows = metric_rows(iql)
     (iql / "summary.json").unlink()
     (iql / "checkpoints" / "step_000000040.pt").unlink()
-    second = sweep_cli("benchmarks/suites/smoke.yaml", "--output", str(output), "--num_cpus", "2")
+    second = sweep_cli(str(suite_file), "--output", str(output), "--num_cpus", "2")
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    assert "9 runs: 8 done already (skipped), 1 to resume, 0 to start" in second.stdout
+    assert "3 runs: 2 done already (skipped), 1 to resume, 0 to start" in second.stdout
     assert attempts(iql) == ["fresh", "resume"] and "resuming" in (iql / sweep.LOG_NAME).read_text()
     assert all(attempts(run_dir) == ["fresh"] for run_dir in run_dirs if run_dir != iql)
     strip = lambda row: {key: value for key, value in row.items() if not key.endswith("per_second")}  # noqa: E731
@@ -176,7 +181,7 @@ def test_the_smoke_suite_runs_on_an_embedded_ray_cluster_resumes_and_reports(tmp
 
     report.main([str(output), "--reps", "200"])
     text = (output / "report" / "report.md").read_text()
-    for entry in ("dt", "cql", "iql", "odt", "odt_td3", "cql-finetune", "cal_ql", "iql-finetune", "sac"):
+    for entry in ("dt", "iql", "odt_td3"):
         assert f"| hopper-random | {entry} | 1 |" in text
     assert "## Fine-tuning" in text and "| hopper-random | odt_td3 | 1 |" in text.split("## Fine-tuning")[1]
     figures = ("aggregates.png", "performance_profile.png", "curves_hopper-random.png")
