@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import load_script
+from conftest import load_script, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +132,15 @@ def test_the_command_writes_a_file_checks_its_input_and_keeps_what_exists(contro
         main(["--policy", str(tmp_path / "missing.pt")])
     main(["--dataset", "antmaze-umaze-v2", "--policy", str(controller), "--command", "success", "--episodes", "1"])
     assert '"success_rate": 0.0' in capsys.readouterr().out  # an untrained controller gets nowhere
+
+
+def test_the_success_benchmark_writes_a_row_per_maze(controller, tmp_path):
+    output = tmp_path / "antmaze_success.md"
+    result = run_cli(
+        "benchmarks/antmaze_success.py", "--policies", str(controller), "--episodes", "1", "--output", str(output)
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in output.read_text().splitlines() if line.startswith("| step_000000200.pt | 200 |")]
+    assert [row.split("|")[3].strip() for row in rows] == ["umaze", "medium", "large"]
+    missing = run_cli("benchmarks/antmaze_success.py", "--policies", str(tmp_path / "none.pt"))
+    assert missing.returncode == 2 and "controllers not found" in missing.stderr
