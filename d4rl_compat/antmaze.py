@@ -18,19 +18,17 @@ Ant's healthy height range (it has flipped or jumped), or after 500 steps.
 """
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import gymnasium as gym
 import numpy as np
-import pyrallis
 from gymnasium.envs.mujoco.ant_v4 import AntEnv
 from tqdm import tqdm
 
 from d4rl_compat.envs import D4RL_ANTMAZE_MAPS, d4rl_env_spec, wrap
-from d4rl_compat.generate import UserError, write_hdf5
+from d4rl_compat.generate import UserError, d4rl_env_metadata, parse_arguments, run_command, write_hdf5
 from d4rl_compat.maze2d import Cell, free_cells, grid_distances, next_cell
 from d4rl_compat.policies import POLICY_DIR, SACPolicy, load_card
 
@@ -303,10 +301,7 @@ class AntMazeConfig:
 
 
 def main(args: Optional[List[str]] = None) -> None:
-    try:
-        config = pyrallis.parse(config_class=AntMazeConfig, args=args)
-    except Exception as error:  # pyrallis raises bare Exceptions for unknown keys and bad values
-        raise UserError(f"invalid arguments: {error}") from None
+    config = parse_arguments(AntMazeConfig, args)
     if config.dataset not in DATASETS:
         raise UserError(f"unknown dataset '{config.dataset}'; available: {', '.join(DATASETS)}")
     policy_path = Path(config.policy)
@@ -326,15 +321,9 @@ def main(args: Optional[List[str]] = None) -> None:
     if output.exists() and not config.overwrite:
         raise UserError(f"{output} already exists; pass --overwrite true to replace it or choose another --output")
     arrays = collect_antmaze(config.dataset, policy_path, config.num_transitions, config.seed)
-    spec = d4rl_env_spec(config.dataset)
     card = load_card(policy_path) if policy_path.with_suffix(".json").exists() else {}
     metadata = {
-        "dataset_name": config.dataset,
-        "env_id": spec["env_id"],
-        "env_kwargs": json.dumps(spec["kwargs"]),
-        "max_episode_steps": spec["max_episode_steps"],
-        "adapter": spec["adapter"],
-        "reports_success": spec["reports_success"],
+        **d4rl_env_metadata(config.dataset),
         "policy": POLICY,
         "policy_card": json.dumps(card),
         "policy_description": "D4RL's antmaze generator: 1000-step episodes from "
@@ -342,9 +331,6 @@ def main(args: Optional[List[str]] = None) -> None:
         f"({DATASETS[config.dataset][2]} goal cells), next-cell waypoints for a goal-reaching SAC ant with "
         "N(0, 0.2^2) action noise; rewards and terminals 1 within 0.5 of the evaluation goal",
         "seed": config.seed,
-        "ref_min_score": spec["ref_min_score"],
-        "ref_max_score": spec["ref_max_score"],
-        "note": spec["note"],
     }
     write_hdf5(output, arrays, metadata)
     episodes = int(arrays["timeouts"].sum())
@@ -355,8 +341,4 @@ def main(args: Optional[List[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_command(main)

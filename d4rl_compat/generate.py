@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import gymnasium as gym
 import h5py
@@ -234,10 +234,7 @@ def same_actor(first: Path, second: Path) -> bool:
 
 
 def main(args: Optional[List[str]] = None) -> None:
-    try:
-        config = pyrallis.parse(config_class=GenerateConfig, args=args)
-    except Exception as error:  # pyrallis raises bare Exceptions for unknown keys and bad values
-        raise UserError(f"invalid arguments: {error}") from None
+    config = parse_arguments(GenerateConfig, args)
     if config.suite:
         write_suite(config)
     else:
@@ -362,9 +359,29 @@ class UserError(Exception):
     """Bad arguments: reported as one message, exit code 2."""
 
 
-if __name__ == "__main__":
+def d4rl_env_metadata(name: str) -> Dict[str, Any]:
+    """What a file of a D4RL name says of its env (d4rl_env_spec's fields), from which the scripts rebuild it."""
+    spec = d4rl_env_spec(name)
+    keys = ("env_id", "max_episode_steps", "adapter", "reports_success", "ref_min_score", "ref_max_score", "note")
+    return {"dataset_name": name, "env_kwargs": json.dumps(spec["kwargs"]), **{key: spec[key] for key in keys}}
+
+
+def parse_arguments(config_class: type, args: Optional[List[str]]) -> Any:
+    """The command line as `config_class`; pyrallis' bare Exceptions (unknown keys, bad values) become a UserError."""
+    try:
+        return pyrallis.parse(config_class=config_class, args=args)
+    except Exception as error:
+        raise UserError(f"invalid arguments: {error}") from None
+
+
+def run_command(main: Callable[[], Any]) -> None:
+    """A module's entry point: a UserError is one line on stderr and exit code 2, with nothing written."""
     try:
         main()
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    run_command(main)

@@ -38,8 +38,6 @@ next_observations are the true next states (D4RL's script recorded the old obser
 goal change); and the last transition is marked as a timeout, as in `d4rl_compat.generate`.
 """
 
-import json
-import sys
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,11 +45,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import gymnasium as gym
 import numpy as np
-import pyrallis
 from tqdm import tqdm
 
 from d4rl_compat.envs import D4RL_MAZE2D_MAPS, d4rl_env_spec, wrap
-from d4rl_compat.generate import UserError, write_hdf5
+from d4rl_compat.generate import UserError, d4rl_env_metadata, parse_arguments, run_command, write_hdf5
 
 Cell = Tuple[int, int]
 Policy = Callable[[np.ndarray], np.ndarray]
@@ -245,10 +242,7 @@ class Maze2dConfig:
 
 
 def main(args: Optional[List[str]] = None) -> None:
-    try:
-        config = pyrallis.parse(config_class=Maze2dConfig, args=args)
-    except Exception as error:  # pyrallis raises bare Exceptions for unknown keys and bad values
-        raise UserError(f"invalid arguments: {error}") from None
+    config = parse_arguments(Maze2dConfig, args)
     if config.maze not in D4RL_MAZE2D_MAPS:
         raise UserError(f"unknown maze '{config.maze}'; available: {', '.join(D4RL_MAZE2D_MAPS)}")
     if config.reward not in ("sparse", "dense"):
@@ -269,21 +263,13 @@ def main(args: Optional[List[str]] = None) -> None:
         raise UserError(f"{output} already exists; pass --overwrite true to replace it or choose another --output")
     arrays = collect_maze2d(config.maze, dense, num_transitions, config.seed)
     metadata = {
-        "dataset_name": name,
-        "env_id": spec["env_id"],
-        "env_kwargs": json.dumps(spec["kwargs"]),
-        "max_episode_steps": spec["max_episode_steps"],
-        "adapter": spec["adapter"],
-        "reports_success": spec["reports_success"],
+        **d4rl_env_metadata(name),
         "policy": POLICY,
         "policy_description": "D4RL's maze2d generator: random goal cells, shortest grid path, PD controller "
         "(gains 10, -1) with N(0, 0.5^2) action noise; timeouts where a goal is reached or after max_episode_steps",
         "seed": config.seed,
-        "ref_min_score": spec["ref_min_score"],
-        "ref_max_score": spec["ref_max_score"],
         "ref_scores_source": "D4RL's published scores, for comparison with papers (measure ours with "
         "--measure_reference_scores true)",
-        "note": spec["note"],
     }
     write_hdf5(output, arrays, metadata)
     segments = int(arrays["timeouts"].sum())
@@ -303,8 +289,4 @@ def print_reference_scores(name: str, spec: Dict[str, Any], scores: Dict[str, fl
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_command(main)

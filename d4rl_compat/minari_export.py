@@ -12,7 +12,6 @@ The store is $MINARI_DATASETS_PATH (default ~/.minari/datasets).
 """
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
@@ -20,13 +19,9 @@ from typing import List, Optional
 import gymnasium as gym
 import h5py
 import numpy as np
-import pyrallis
 
 from d4rl_compat.envs import ADAPTED_ENV_ID
-
-
-class UserError(Exception):
-    """Bad arguments: reported as one message, exit code 2."""
+from d4rl_compat.generate import UserError, parse_arguments, run_command
 
 
 @dataclass
@@ -97,10 +92,7 @@ def export(path: Path, dataset_id: str, description: Optional[str] = None) -> st
 
 
 def main(args: Optional[List[str]] = None) -> None:
-    try:
-        config = pyrallis.parse(config_class=ExportConfig, args=args)
-    except Exception as error:  # pyrallis raises bare Exceptions for unknown keys and bad values
-        raise UserError(f"invalid arguments: {error}") from None
+    config = parse_arguments(ExportConfig, args)
     if not config.path or not Path(config.path).is_file():
         raise UserError(f"--path must name an existing D4RL-format file, not '{config.path}'")
     if not config.dataset_id:
@@ -110,8 +102,4 @@ def main(args: Optional[List[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_command(main)

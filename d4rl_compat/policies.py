@@ -14,25 +14,19 @@ here, so generating data needs no GPU and no training code.
 """
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import gymnasium as gym
 import numpy as np
-import pyrallis
 import torch
 import yaml
 
-from d4rl_compat.generate import EnvSpec
+from d4rl_compat.generate import EnvSpec, UserError, parse_arguments, run_command
 
 POLICY_DIR = Path(__file__).resolve().parent / "policies"
 LEVELS = ("medium", "expert")  # the policies a domain needs; the other D4RL levels are built from them
-
-
-class UserError(Exception):
-    """Bad arguments: reported as one message, exit code 2."""
 
 
 def policy_path(domain: str, level: str) -> Path:
@@ -183,10 +177,7 @@ def export(config: PoliciesConfig) -> Path:
 
 
 def main(args: Optional[List[str]] = None) -> None:
-    try:
-        config = pyrallis.parse(config_class=PoliciesConfig, args=args)
-    except Exception as error:  # pyrallis raises bare Exceptions for unknown keys and bad values
-        raise UserError(f"invalid arguments: {error}") from None
+    config = parse_arguments(PoliciesConfig, args)
     if not config.run:
         raise UserError("--run is required: a run directory of algorithms/online/sac.py")
     if config.command == "scores":
@@ -213,8 +204,4 @@ def main(args: Optional[List[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_command(main)
