@@ -276,8 +276,9 @@ def write_level(config: GenerateConfig) -> None:
 
 def write_suite(config: GenerateConfig) -> None:
     """Every level D4RL has for each locomotion domain, from the committed policies and, where the training
-    run is at hand, its replay buffer, then the eight Maze2D datasets; prints what it skipped and why, each
-    file's time and the total. With `workers` > 1 the files are written by that many processes at once."""
+    run is at hand, its replay buffer, then the eight Maze2D datasets and, when AntMaze's controller is
+    committed, the six AntMaze ones; prints what it skipped and why, each file's time and the total. With
+    `workers` > 1 the files are written by that many processes at once."""
     from d4rl_compat import policies
 
     if config.workers < 1:
@@ -301,9 +302,9 @@ def write_suite(config: GenerateConfig) -> None:
 
 
 def suite_jobs(config: GenerateConfig) -> List[Tuple[str, str, Any]]:
-    """The suite's files still to write, as (output, kind, arguments): a locomotion level's config or Maze2D's
-    command-line args."""
-    from d4rl_compat import maze2d
+    """The suite's files still to write, as (output, kind, arguments): a locomotion level's config, or the
+    command-line args of Maze2D's or (with a committed controller) AntMaze's generator."""
+    from d4rl_compat import antmaze, maze2d, policies
     from d4rl_compat.policies import LEVELS, policy_path
 
     jobs, output_dir = [], Path(config.output_dir)
@@ -331,6 +332,14 @@ def suite_jobs(config: GenerateConfig) -> List[Tuple[str, str, Any]]:
         args = ["--maze", maze, "--reward", reward, "--seed", str(config.seed), "--output", str(output), *size]
         args += ["--overwrite", "true"] if config.overwrite else []
         jobs.append((str(output), "maze2d", args))
+    controller = policies.POLICY_DIR / "antmaze-controller.pt"
+    if not controller.exists():
+        print(f"antmaze: no datasets (no controller {controller}; see d4rl_compat.antmaze)")
+    for name in antmaze.DATASETS if controller.exists() else ():
+        output = output_dir / f"{name}.hdf5"
+        args = ["--dataset", name, "--policy", str(controller), "--seed", str(config.seed), "--output", str(output)]
+        args += [*size, *(["--overwrite", "true"] if config.overwrite else [])]
+        jobs.append((str(output), "antmaze", args))
     to_write = []
     for job in jobs:
         if Path(job[0]).exists() and not config.overwrite:
@@ -341,10 +350,10 @@ def suite_jobs(config: GenerateConfig) -> List[Tuple[str, str, Any]]:
 
 
 def write_suite_file(output: str, kind: str, arguments: Any) -> None:
-    from d4rl_compat import maze2d
+    from d4rl_compat import antmaze, maze2d
 
     started = time.perf_counter()
-    write_level(arguments) if kind == "level" else maze2d.main(arguments)
+    {"level": write_level, "maze2d": maze2d.main, "antmaze": antmaze.main}[kind](arguments)
     print(f"{output} took {time.perf_counter() - started:.0f} s", flush=True)
 
 

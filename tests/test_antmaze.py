@@ -1,5 +1,6 @@
 """AntMaze: the controller's task and frame, the planner in D4RL's mazes, and the generated datasets."""
 
+import shutil
 from pathlib import Path
 
 import gymnasium as gym
@@ -144,3 +145,20 @@ def test_the_success_benchmark_writes_a_row_per_maze(controller, tmp_path):
     assert [row.split("|")[3].strip() for row in rows] == ["umaze", "medium", "large"]
     missing = run_cli("benchmarks/antmaze_success.py", "--policies", str(tmp_path / "none.pt"))
     assert missing.returncode == 2 and "controllers not found" in missing.stderr
+
+
+def test_the_suite_writes_the_six_antmaze_files_once_a_controller_is_committed(controller, tmp_path, monkeypatch):
+    import d4rl_compat.policies
+    from d4rl_compat.antmaze import DATASETS
+    from d4rl_compat.generate import GenerateConfig, write_suite
+
+    monkeypatch.setattr(d4rl_compat.policies, "POLICY_DIR", tmp_path / "policies")
+    config = GenerateConfig(suite=True, num_transitions=40, output_dir=str(tmp_path / "none"))
+    write_suite(config)
+    assert not list((tmp_path / "none").glob("antmaze-*"))
+    (tmp_path / "policies").mkdir()
+    shutil.copy(controller, tmp_path / "policies" / "antmaze-controller.pt")
+    write_suite(GenerateConfig(suite=True, num_transitions=40, output_dir=str(tmp_path / "out")))
+    for name in DATASETS:
+        with h5py.File(tmp_path / "out" / f"{name}.hdf5") as file:
+            assert len(file["observations"]) == 40 and file["metadata/dataset_name"][()].decode() == name
