@@ -34,6 +34,7 @@ from d4rl_compat.policies import POLICY_DIR, SACPolicy, load_card
 
 GOAL_DISTANCE = (1.0, 5.0)  # metres; AntMaze's cells are 4 m wide, so waypoints come about 4 m apart
 REACH_RADIUS = 0.5  # D4RL's antmaze goal radius
+STEER_RATE = 0.08  # radians per step a SteeredWalker's heading may turn (0.04 reached fewer goals, 0.15 no more)
 MAX_GOAL_OFFSET = 5.0  # the policy sees farther goals at this distance, in the same direction
 EPISODE_STEPS = 500
 
@@ -194,8 +195,75 @@ def maze_env(name: str) -> gym.Env:
     )
 
 
+class GoalReacher:
+    """A sac.py snapshot trained on AntGoal-v0: it sees the waypoint in its own frame."""
+
+    def __init__(self, policy: SACPolicy):
+        self.policy = policy
+
+    def reset(self) -> None:
+        pass
+
+    def __call__(self, ant: AntEnv, observation: np.ndarray, waypoint: np.ndarray) -> np.ndarray:
+        return self.policy(controller_observation(observation, waypoint))
+
+
+class SteeredWalker:
+    """A locomotion policy of D4RL's ant layout (it runs along +x), walked towards the waypoint: it is shown
+    the ant in a frame turned by a heading, about the vertical, where the floor's physics is the same. The
+    heading turns towards the waypoint's direction by at most STEER_RATE per step (faster turns flip it)."""
+
+    def __init__(self, policy: SACPolicy):
+        self.policy, self.heading = policy, None
+
+    def reset(self) -> None:
+        self.heading = None
+
+    def __call__(self, ant: AntEnv, observation: np.ndarray, waypoint: np.ndarray) -> np.ndarray:
+        offset = waypoint - observation[:2]
+        wanted = float(np.arctan2(offset[1], offset[0]))
+        if self.heading is None:
+            self.heading = wanted
+        turn = (wanted - self.heading + np.pi) % (2.0 * np.pi) - np.pi
+        self.heading += float(np.clip(turn, -STEER_RATE, STEER_RATE))
+        return self.policy(turned_observation(ant, self.heading))
+
+
+def turned_observation(ant: AntEnv, heading: float) -> np.ndarray:
+    """Ant-v4's observation with contact forces (D4RL's ant layout) in a frame turned by `heading` about the
+    vertical: the torso's orientation, its linear velocity and the contact forces turn; the angular velocity
+    is in the torso's own frame and the joints have none, so they stay."""
+    cos, sin = np.cos(heading), np.sin(heading)
+    turn = np.array([[cos, sin, 0.0], [-sin, cos, 0.0], [0.0, 0.0, 1.0]])  # world to turned coordinates
+    qpos, qvel = ant.data.qpos, ant.data.qvel
+    w, x, y, z = qpos[3:7]
+    half_cos, half_sin = np.cos(heading / 2.0), -np.sin(heading / 2.0)  # (half_cos, 0, 0, half_sin) * q
+    quaternion = [
+        half_cos * w - half_sin * z,
+        half_cos * x - half_sin * y,
+        half_cos * y + half_sin * x,
+        half_cos * z + half_sin * w,
+    ]
+    forces = ant.data.cfrc_ext.reshape(-1, 2, 3) @ turn.T  # [torque, force] of each body, world-aligned
+    low, high = ant._contact_force_range
+    parts = [qpos[2:3], quaternion, qpos[7:], turn @ qvel[:3], qvel[3:], np.clip(forces, low, high).ravel()]
+    return np.concatenate(parts)
+
+
+def make_controller(policy_path: Path, seed: int, deterministic: bool = False) -> Any:
+    """A GoalReacher for a snapshot trained on AntGoal-v0, a SteeredWalker for a policy of D4RL's ant layout."""
+    policy = SACPolicy(policy_path, seed, deterministic=deterministic)
+    snapshot = policy.snapshot
+    if snapshot["env_id"].endswith("AntGoal-v0"):
+        return GoalReacher(policy)
+    if snapshot["env_id"] == "Ant-v4" and json.loads(snapshot["env_kwargs"]).get("use_contact_forces"):
+        return SteeredWalker(policy)
+    raise UserError(f"{policy_path} is for {snapshot['env_id']}: use an AntGoal-v0 snapshot or an ant policy")
+
+
 def navigate(
-    policy: SACPolicy,
+    controller: Any,
+    ant: AntEnv,
     observation: np.ndarray,
     goal: np.ndarray,
     grid: MazeGrid,
@@ -204,7 +272,7 @@ def navigate(
 ) -> np.ndarray:
     """The controller's action towards the planner's waypoint; `observation` and `goal` in D4RL's frame."""
     waypoint = grid.waypoint(observation[:2] + origin, goal + origin, rng) - origin
-    return policy(controller_observation(observation, waypoint))
+    return controller(ant, observation, waypoint)
 
 
 def collect_antmaze(name: str, policy_path: Path, num_transitions: int, seed: int) -> Dict[str, np.ndarray]:
@@ -216,7 +284,7 @@ def collect_antmaze(name: str, policy_path: Path, num_transitions: int, seed: in
     origin = grid.centre(grid.marked("r")[0])
     evaluation_goal = grid.centre(grid.marked("g")[0]) - origin
     goals = play.marked("g") if goal_cells == "play" else grid.free
-    policy, rng = SACPolicy(policy_path, seed), np.random.default_rng(seed)
+    controller, rng = make_controller(policy_path, seed), np.random.default_rng(seed)
     env.reset(seed=seed)
     width = ant.observation_space.shape[0]
     arrays = {
@@ -233,7 +301,8 @@ def collect_antmaze(name: str, policy_path: Path, num_transitions: int, seed: in
     for step in tqdm(range(num_transitions), desc=name, mininterval=1.0):
         if steps_in_episode == DATA_EPISODE_STEPS:
             observation, goal, steps_in_episode = start_episode(ant, grid, goals, random_starts, origin, rng)
-        action = navigate(policy, observation, goal, grid, origin, rng)
+            controller.reset()
+        action = navigate(controller, ant, observation, goal, grid, origin, rng)
         action = np.clip(action + ACTION_NOISE_STD * rng.standard_normal(action.shape), -1.0, 1.0)
         next_observation = in_d4rl_frame(ant.step(action)[0])
         steps_in_episode += 1
@@ -270,13 +339,14 @@ def success_rate(name: str, policy_path: Path, episodes: int, noisy: bool, seed:
     env, maze = maze_env(name), DATASETS[name][0]
     grid = MazeGrid(env, D4RL_ANTMAZE_MAPS[maze])
     origin = grid.centre(grid.marked("r")[0])
-    policy, rng = SACPolicy(policy_path, seed, deterministic=not noisy), np.random.default_rng(seed)
+    controller, rng = make_controller(policy_path, seed, not noisy), np.random.default_rng(seed)
     successes, lengths = [], []
     for episode in range(episodes):
         observation = env.reset(seed=seed + episode)[0]
         goal, done, length, info = env.unwrapped.goal - origin, False, 0, {"success": False}
+        controller.reset()
         while not done:
-            action = navigate(policy, observation, goal, grid, origin, rng)
+            action = navigate(controller, env.unwrapped.ant_env, observation, goal, grid, origin, rng)
             if noisy:
                 action = np.clip(action + ACTION_NOISE_STD * rng.standard_normal(action.shape), -1.0, 1.0)
             observation, _, terminated, truncated, info = env.step(action)

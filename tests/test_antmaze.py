@@ -162,3 +162,55 @@ def test_the_suite_writes_the_six_antmaze_files_once_a_controller_is_committed(c
     for name in DATASETS:
         with h5py.File(tmp_path / "out" / f"{name}.hdf5") as file:
             assert len(file["observations"]) == 40 and file["metadata/dataset_name"][()].decode() == name
+
+
+def test_a_steered_walker_sees_the_ant_in_a_frame_turned_by_its_heading():
+    from d4rl_compat.antmaze import turned_observation
+
+    env = gym.make("Ant-v4", use_contact_forces=True)  # D4RL's ant layout, which the locomotion policies see
+    observation, ant = env.reset(seed=0)[0], env.unwrapped
+    for _ in range(20):
+        observation = env.step(env.action_space.sample())[0]
+    np.testing.assert_array_equal(turned_observation(ant, 0.0), observation)
+    before = turned_observation(ant, 0.3)
+    qpos, qvel, angle = ant.data.qpos.copy(), ant.data.qvel.copy(), 1.1  # the same state turned by `angle`
+    qpos[3:7] = [
+        np.cos(angle / 2) * qpos[3] - np.sin(angle / 2) * qpos[6],
+        np.cos(angle / 2) * qpos[4] - np.sin(angle / 2) * qpos[5],
+        np.cos(angle / 2) * qpos[5] + np.sin(angle / 2) * qpos[4],
+        np.cos(angle / 2) * qpos[6] + np.sin(angle / 2) * qpos[3],
+    ]
+    qvel[:2] = [np.cos(angle) * qvel[0] - np.sin(angle) * qvel[1], np.sin(angle) * qvel[0] + np.cos(angle) * qvel[1]]
+    ant.data.qpos[:], ant.data.qvel[:] = qpos, qvel
+    forces = ant.data.cfrc_ext.reshape(-1, 2, 3).copy()
+    ant.data.cfrc_ext[:] = np.stack(
+        [
+            forces[..., 0] * np.cos(angle) - forces[..., 1] * np.sin(angle),
+            forces[..., 0] * np.sin(angle) + forces[..., 1] * np.cos(angle),
+            forces[..., 2],
+        ],
+        -1,
+    ).reshape(-1, 6)
+    np.testing.assert_allclose(turned_observation(ant, 0.3 + angle), before, atol=1e-12)
+    env.close()
+
+
+def test_the_controller_kind_follows_the_policy_and_a_steered_walker_turns_gradually(controller):
+    from d4rl_compat.antmaze import STEER_RATE, GoalReacher, SteeredWalker, make_controller, maze_env
+    from d4rl_compat.generate import UserError
+    from d4rl_compat.policies import POLICY_DIR
+
+    assert isinstance(make_controller(controller, 0), GoalReacher)
+    walker = make_controller(POLICY_DIR / "ant-expert.pt", 0, deterministic=True)
+    assert isinstance(walker, SteeredWalker)
+    with pytest.raises(UserError, match="Hopper"):
+        make_controller(POLICY_DIR / "hopper-medium.pt", 0)
+    env = maze_env("antmaze-umaze-v2")
+    observation, ant = env.reset(seed=0)[0], env.unwrapped.ant_env
+    walker(ant, observation, observation[:2] + [1.0, 0.0])
+    assert walker.heading == 0.0
+    action = walker(ant, observation, observation[:2] + [0.0, 5.0])  # a waypoint 90 degrees to the left
+    assert walker.heading == pytest.approx(STEER_RATE) and action.shape == (8,) and np.all(np.abs(action) <= 1)
+    walker.reset()
+    assert walker.heading is None
+    env.close()
