@@ -1,13 +1,13 @@
 """How far the AntMaze controller gets: the planner-driven ant's success rate on each evaluation maze.
 
-    python benchmarks/antmaze_success.py --policies d4rl_compat/policies/antmaze-controller.pt \
+    python benchmarks/antmaze_success.py --policies d4rl_compat/policies/ant-expert.pt \
         --episodes 100 --output benchmarks/results/antmaze_success.md
 
-For each controller (a sac.py snapshot on d4rl_compat.antmaze:AntGoal-v0) and each of D4RL's three mazes,
-the share of evaluation episodes (the scripts' env: D4RL's start and goal cells, its 0.5 radius and time
-limit) in which the planner-driven ant reaches the goal: with the datasets' N(0, 0.2^2) action noise and
-sampled actions, as the data are recorded, and with the deterministic controller. D4RL's antmaze data came
-from a controller that reaches the goal; its evaluation normalises a return of 1 (the goal) to 100.
+For each controller (a sac.py snapshot on d4rl_compat.antmaze:AntGoal-v0, or a locomotion policy of D4RL's
+ant layout, steered) and each of D4RL's three mazes: the share of evaluation episodes (the scripts' env:
+D4RL's start and goal cells, its 0.5 radius and time limit) in which the planner-driven ant reaches the
+goal. With the datasets' N(0, 0.2^2) action noise on sampled actions, as the data are recorded, and with
+the deterministic controller. D4RL's evaluation normalises a return of 1 (the goal) to 100.
 """
 
 import argparse

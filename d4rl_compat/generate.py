@@ -332,7 +332,7 @@ def suite_jobs(config: GenerateConfig) -> List[Tuple[str, str, Any]]:
         args = ["--maze", maze, "--reward", reward, "--seed", str(config.seed), "--output", str(output), *size]
         args += ["--overwrite", "true"] if config.overwrite else []
         jobs.append((str(output), "maze2d", args))
-    controller = policies.POLICY_DIR / "antmaze-controller.pt"
+    controller = policies.POLICY_DIR / antmaze.CONTROLLER
     if not controller.exists():
         print(f"antmaze: no datasets (no controller {controller}; see d4rl_compat.antmaze)")
     for name in antmaze.DATASETS if controller.exists() else ():

@@ -3,8 +3,6 @@
     python -m d4rl_compat.policies --command scores --run runs/behaviour/hopper  # every snapshot's score
     python -m d4rl_compat.policies --command rank --run runs/behaviour/hopper --top 5  # the best, 100 episodes
     python -m d4rl_compat.policies --command export --run runs/behaviour/hopper --step 150000 --level medium
-    python -m d4rl_compat.policies --command export --run runs/behaviour/antmaze-controller --step 300000 \
-        --domain antmaze --level controller  # AntMaze's goal-reaching ant (d4rl_compat.antmaze)
 
 Each exported policy is two files in d4rl_compat/policies/: <domain>-<level>.pt (the actor's weights,
 tensors only) and <domain>-<level>.json, its card: the env, how it was trained (script, config, env
@@ -97,7 +95,7 @@ class PoliciesConfig:
     command: str = "scores"  # scores: list a run's snapshots; rank: re-evaluate the best; export: commit one
     run: str = ""  # a run directory of algorithms/online/sac.py
     step: int = 0  # export: the snapshot's env step
-    level: str = "medium"  # export: medium or expert (antmaze: controller)
+    level: str = "medium"  # export: medium or expert
     domain: Optional[str] = None  # export: default the run's env
     episodes: int = 100
     seed: int = 12345
@@ -140,10 +138,10 @@ def export(config: PoliciesConfig) -> Path:
     if not source.exists():
         steps = ", ".join(str(int(path.stem.split("_")[1])) for path in snapshots(run))
         raise UserError(f"{source} does not exist; the run has snapshots at steps {steps}")
+    if config.level not in LEVELS:
+        raise UserError(f"level must be one of {', '.join(LEVELS)}, not '{config.level}'")
     train_config = yaml.safe_load((run / "config.yaml").read_text())
     domain = config.domain or train_config["env"]
-    if (domain, config.level) != ("antmaze", "controller") and config.level not in LEVELS:
-        raise UserError(f"level must be one of {', '.join(LEVELS)} (or controller, for antmaze), not '{config.level}'")
     target = Path(config.output_dir) / f"{domain}-{config.level}.pt"
     if target.exists() and not config.overwrite:
         raise UserError(f"{target} exists; pass --overwrite true to replace it")

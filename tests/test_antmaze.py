@@ -147,21 +147,26 @@ def test_the_success_benchmark_writes_a_row_per_maze(controller, tmp_path):
     assert missing.returncode == 2 and "controllers not found" in missing.stderr
 
 
-def test_the_suite_writes_the_six_antmaze_files_once_a_controller_is_committed(controller, tmp_path, monkeypatch):
+def test_the_suite_writes_the_six_antmaze_files_when_their_controller_is_committed(tmp_path, monkeypatch):
     import d4rl_compat.policies
-    from d4rl_compat.antmaze import DATASETS
+    from d4rl_compat.antmaze import CONTROLLER, DATASETS
     from d4rl_compat.generate import GenerateConfig, write_suite
 
+    committed = d4rl_compat.policies.POLICY_DIR
     monkeypatch.setattr(d4rl_compat.policies, "POLICY_DIR", tmp_path / "policies")
     config = GenerateConfig(suite=True, num_transitions=40, output_dir=str(tmp_path / "none"))
     write_suite(config)
     assert not list((tmp_path / "none").glob("antmaze-*"))
     (tmp_path / "policies").mkdir()
-    shutil.copy(controller, tmp_path / "policies" / "antmaze-controller.pt")
+    for suffix in (".pt", ".json"):
+        shutil.copy(
+            (committed / CONTROLLER).with_suffix(suffix), (tmp_path / "policies" / CONTROLLER).with_suffix(suffix)
+        )
     write_suite(GenerateConfig(suite=True, num_transitions=40, output_dir=str(tmp_path / "out")))
     for name in DATASETS:
         with h5py.File(tmp_path / "out" / f"{name}.hdf5") as file:
             assert len(file["observations"]) == 40 and file["metadata/dataset_name"][()].decode() == name
+            assert "ant-expert" in file["metadata/policy_card"][()].decode()
 
 
 def test_a_steered_walker_sees_the_ant_in_a_frame_turned_by_its_heading():
