@@ -56,7 +56,8 @@ def main() -> None:
     lines = table(args.policies, args.episodes, args.seed)
     if args.output:
         command = "python benchmarks/antmaze_success.py --policies " + " ".join(str(p) for p in args.policies)
-        command += f" --episodes {args.episodes} --seed {args.seed}"
+        command += f" --episodes {args.episodes} --seed {args.seed} \\\n    --output {args.output}"
+        command += f" --notes {args.notes}" if args.notes else ""
         text = ["# The AntMaze controller's success rate", "", "```", command, "```", "", *lines]
         text += ["", args.notes.read_text().strip()] if args.notes else []
         args.output.write_text("\n".join(text) + "\n")

@@ -38,6 +38,8 @@ def file_stats(path: Path) -> dict:
         ends = file["terminals"][()].astype(bool) | file["timeouts"][()].astype(bool)
         meta = {key: value[()] for key, value in file["metadata"].items()}
         timeouts = file["timeouts"][()].astype(bool)
+        goals = file["infos/goal"][()] if "infos/goal" in file and "next_observations" in file else None
+        positions = file["next_observations"][:, :2] if goals is not None else None
     meta = {key: value.decode() if isinstance(value, bytes) else value for key, value in meta.items()}
     antmaze = str(meta.get("dataset_name", "")).startswith("antmaze")
     if antmaze:  # D4RL's antmaze terminals mark the steps at the goal; its episodes end on time only
@@ -50,6 +52,9 @@ def file_stats(path: Path) -> dict:
     low, high = meta.get("ref_min_score"), meta.get("ref_max_score")
     if antmaze:  # an evaluation episode scores 1 when it reaches the goal, where it ends
         stats["normalized_score"] = 100.0 * np.mean(returns > 0)
+        if goals is not None:  # the episode's own goal, which play and diverse data draw afresh
+            at_goal = (np.linalg.norm(positions - goals, axis=1) <= 0.5).astype(np.float64)
+            stats["own_goal_reached"] = 100.0 * np.mean(np.add.reduceat(at_goal, starts) > 0)
     elif low is not None and high is not None:
         stats["normalized_score"] = 100.0 * (returns.mean() - low) / (high - low)
     card = json.loads(meta.get("policy_card", "{}") or "{}")
@@ -89,7 +94,7 @@ def shown_path(path: Path) -> str:
 
 def render(entries: Dict[str, dict], published: Dict[str, dict], record: Path, notes: Optional[Path]) -> str:
     lines = ["| dataset | source | " + " | ".join(COLUMNS) + " | normalised score of the mean |", "|---" * 9 + "|"]
-    policies, shown = [], []
+    policies, shown, goal_rows = [], [], []
     for stem, stats in sorted(entries.items()):
         name = stem if stem[-3:-1] == "-v" else f"{stem}-v2"
         cells = [number(stats[key]) for key in COLUMNS] + [number(stats.get("normalized_score"))]
@@ -99,6 +104,8 @@ def render(entries: Dict[str, dict], published: Dict[str, dict], record: Path, n
             shown.append(reference)
             cells = [number(reference.get(key)) for key in COLUMNS] + ["-"]
             lines.append(f"| {name} | D4RL, published | " + " | ".join(cells) + " |")
+        if "own_goal_reached" in stats:
+            goal_rows.append(f"| {stem} | {stats['own_goal_reached']:.1f}% | {stats['normalized_score']:.1f}% |")
         if "policy_evaluation" in stats:
             evaluation = stats["policy_evaluation"]
             policies.append(
@@ -121,6 +128,9 @@ def render(entries: Dict[str, dict], published: Dict[str, dict], record: Path, n
     if policies:
         text += ["", "The behaviour policies' own evaluation (sampled actions, 100 episodes, from their cards):", ""]
         text += ["| dataset | return | normalised |", "|---|---|---|", *policies]
+    if goal_rows:
+        text += ["", "AntMaze episodes that come within 0.5 of their own goal and of the evaluation goal:", ""]
+        text += ["| dataset | own goal | evaluation goal |", "|---|---|---|", *goal_rows]
     sources = sorted({value["source"] for value in shown if value.get("source")})
     if sources:
         text += ["", "Published statistics from:", "", *[f"- {source}" for source in sources]]

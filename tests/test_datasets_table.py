@@ -49,14 +49,21 @@ def test_no_files_and_no_record_is_a_clear_error(tmp_path):
 
 
 def test_antmaze_files_count_episodes_by_time_and_score_the_share_that_reaches_the_goal(tmp_path):
-    from datasets import file_stats
+    from datasets import file_stats, render
 
     from d4rl_compat.generate import write_hdf5
 
     at_goal = np.zeros(30, np.float32)
     at_goal[[4, 5, 6, 25]] = 1.0  # the first 10-step episode reaches the goal and stays 3 steps, the third once
+    positions, goals = np.zeros((30, 29), np.float32), np.full((30, 2), 5.0, np.float32)
+    positions[12, :2] = [5.2, 5.0]  # the second episode comes within 0.5 of its own goal
     arrays = {"rewards": at_goal, "terminals": at_goal.astype(bool), "timeouts": np.arange(30) % 10 == 9}
+    arrays.update({"next_observations": positions, "infos/goal": goals})
     write_hdf5(tmp_path / "antmaze-umaze.hdf5", arrays, {"dataset_name": "antmaze-umaze-v2", "ref_min_score": 0.0})
     stats = file_stats(tmp_path / "antmaze-umaze.hdf5")
     assert stats["episodes"] == 3 and stats["return_max"] == 3.0 and stats["return_min"] == 0.0
     assert stats["normalized_score"] == pytest.approx(100 * 2 / 3)
+    assert stats["own_goal_reached"] == pytest.approx(100 / 3)
+    entry = {**stats, "made_by": "python -m d4rl_compat.antmaze", "folder": "data", "measured": "2026-12-07"}
+    text = render({"antmaze-umaze-v2": entry}, {}, tmp_path / "record.json", None)
+    assert "| antmaze-umaze-v2 | 33.3% | 66.7% |" in text
