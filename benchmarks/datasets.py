@@ -58,7 +58,7 @@ def file_stats(path: Path) -> dict:
     elif low is not None and high is not None:
         stats["normalized_score"] = 100.0 * (returns.mean() - low) / (high - low)
     card = json.loads(meta.get("policy_card", "{}") or "{}")
-    if isinstance(card, dict) and "evaluation" in card:
+    if isinstance(card, dict) and "evaluation" in card and not antmaze:  # an AntMaze card scores the ant on Ant
         stats["policy_evaluation"] = card["evaluation"]["sampled_actions"]
     return stats
 
