@@ -1,20 +1,21 @@
-"""D4RL-style AntMaze datasets: a goal-reaching ant trained with sac.py, steered through the maze by a grid planner.
+"""D4RL-style AntMaze datasets: a SAC-trained ant walked through the maze by D4RL's grid waypoint planner.
 
-    python algorithms/online/sac.py --config_path configs/online/sac/antmaze/controller.yaml  # the controller
     python -m d4rl_compat.antmaze --dataset antmaze-umaze-v2 --output data/generated/antmaze-umaze-v2.hdf5
     python -m d4rl_compat.antmaze --dataset antmaze-large-play-v2 --command success  # how often it gets there
+    python algorithms/online/sac.py --config_path configs/online/sac/antmaze/controller.yaml  # a goal reacher
 
-D4RL made its antmaze data with a goal-reaching ant policy steered by a waypoint planner. The policy's
-training task here is `d4rl_compat.antmaze:AntGoal-v0`: Gymnasium's Ant-v4 model (the ant AntMaze-v4 puts
-in its mazes) on an open floor, with a goal drawn at a random direction and distance. The policy sees the
-ant's observation without its x, y (what AntMaze reports as `observation`) and the goal's offset rotated
-into the ant's heading, so one policy walks towards any waypoint. (D4RL's policy saw the offset in the
-world frame, scaled to length 10.)
-
-Reward per step: the distance to the goal that the step closed, per second (the ant's speed towards it),
-plus Ant's healthy reward 1, minus Ant's control cost 0.5 |a|^2. Within REACH_RADIUS of the goal a new
-goal is drawn (the step's progress counts towards the old one). The episode ends when the ant leaves
-Ant's healthy height range (it has flipped or jumped), or after 500 steps.
+D4RL made its antmaze data with a goal-reaching ant policy steered by a waypoint planner. Two controllers
+can play that part here (`make_controller` tells them apart by the policy file):
+- `GoalReacher`, a policy trained on `d4rl_compat.antmaze:AntGoal-v0`: Gymnasium's Ant-v4 model (the ant
+  AntMaze-v4 puts in its mazes) on an open floor, with a goal drawn at a random direction and distance. It
+  sees the ant's observation without its x, y (AntMaze's `observation`) and the goal's offset rotated into
+  the ant's heading. (D4RL's policy saw the offset in the world frame, scaled to length 10.) Reward per step:
+  the distance to the goal the step closed, per second, plus Ant's healthy reward 1, minus its control cost
+  0.5 |a|^2. Within REACH_RADIUS a new goal is drawn; the episode ends when the ant leaves Ant's healthy
+  height range, or after 500 steps. The runs so far have not learnt to walk (benchmarks/results/
+  antmaze_success.md), so the datasets use the other one:
+- `SteeredWalker`, a locomotion policy of D4RL's ant layout (the committed ant-expert) shown the ant in a
+  frame turned towards the waypoint.
 """
 
 import json
@@ -153,7 +154,7 @@ RESET_NOISE = 0.1  # D4RL's Ant reset: qpos + U(-0.1, 0.1), qvel + 0.1 N(0, 1)
 # trained on AntGoal-v0 so far do not walk yet).
 CONTROLLER = "ant-expert.pt"
 CONTROLLER_PATH = POLICY_DIR / CONTROLLER
-POLICY = "goal-reaching SAC ant + grid waypoint planner, noisy"
+POLICY = "SAC ant controller + D4RL's grid waypoint planner, noisy"
 
 
 class MazeGrid:
@@ -399,9 +400,10 @@ def main(args: Optional[List[str]] = None) -> None:
         **d4rl_env_metadata(config.dataset),
         "policy": POLICY,
         "policy_card": json.dumps(card),
+        "controller": f"{type(make_controller(policy_path, config.seed)).__name__} of {policy_path.name}",
         "policy_description": "D4RL's antmaze generator: 1000-step episodes from "
         f"{'random' if DATASETS[config.dataset][1] else 'the fixed'} start, one goal each "
-        f"({DATASETS[config.dataset][2]} goal cells), next-cell waypoints for a goal-reaching SAC ant with "
+        f"({DATASETS[config.dataset][2]} goal cells), next-cell waypoints for the controller, with "
         "N(0, 0.2^2) action noise; rewards and terminals 1 within 0.5 of the evaluation goal",
         "seed": config.seed,
     }

@@ -167,6 +167,7 @@ def test_the_suite_writes_the_six_antmaze_files_when_their_controller_is_committ
         with h5py.File(tmp_path / "out" / f"{name}.hdf5") as file:
             assert len(file["observations"]) == 40 and file["metadata/dataset_name"][()].decode() == name
             assert "ant-expert" in file["metadata/policy_card"][()].decode()
+            assert file["metadata/controller"][()].decode() == "SteeredWalker of ant-expert.pt"
 
 
 def test_a_steered_walker_sees_the_ant_in_a_frame_turned_by_its_heading():
