@@ -279,6 +279,11 @@ def navigate(
     return controller(ant, observation, waypoint)
 
 
+def in_d4rl_frame(ant_observation: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """Ant-v4's [x, y, rest of qpos, qvel] with x, y measured from D4RL's origin, the start cell's centre."""
+    return np.concatenate([ant_observation[:2] - origin, ant_observation[2:]])
+
+
 def collect_antmaze(name: str, policy_path: Path, num_transitions: int, seed: int) -> Dict[str, np.ndarray]:
     """D4RL's flat arrays for one antmaze dataset; the same seed gives the same arrays."""
     maze, random_starts, goal_cells = DATASETS[name]
@@ -300,7 +305,6 @@ def collect_antmaze(name: str, policy_path: Path, num_transitions: int, seed: in
         "infos/qpos": np.zeros((num_transitions, ant.model.nq), np.float32),
         "infos/qvel": np.zeros((num_transitions, ant.model.nv), np.float32),
     }
-    in_d4rl_frame = lambda ant_observation: np.concatenate([ant_observation[:2] - origin, ant_observation[2:]])  # noqa: E731
     steps_in_episode = DATA_EPISODE_STEPS
     for step in tqdm(range(num_transitions), desc=name, mininterval=1.0):
         if steps_in_episode == DATA_EPISODE_STEPS:
@@ -308,7 +312,7 @@ def collect_antmaze(name: str, policy_path: Path, num_transitions: int, seed: in
             controller.reset()
         action = navigate(controller, ant, observation, goal, grid, origin, rng)
         action = np.clip(action + ACTION_NOISE_STD * rng.standard_normal(action.shape), -1.0, 1.0)
-        next_observation = in_d4rl_frame(ant.step(action)[0])
+        next_observation = in_d4rl_frame(ant.step(action)[0], origin)
         steps_in_episode += 1
         arrays["observations"][step], arrays["next_observations"][step] = observation, next_observation
         arrays["actions"][step], arrays["infos/goal"][step] = action, goal
@@ -334,7 +338,7 @@ def start_episode(
     goal = grid.centre(goals[rng.integers(len(goals))]) + rng.uniform(0.0, WAYPOINT_JITTER, 2)
     goal = goal + rng.uniform(0.0, GOAL_EXTRA_JITTER, 2)
     ant_observation = ant._get_obs()
-    return np.concatenate([ant_observation[:2] - origin, ant_observation[2:]]), goal - origin, 0
+    return in_d4rl_frame(ant_observation, origin), goal - origin, 0
 
 
 def success_rate(name: str, policy_path: Path, episodes: int, noisy: bool, seed: int) -> Dict[str, float]:
