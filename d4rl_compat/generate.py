@@ -277,7 +277,7 @@ def write_level(config: GenerateConfig) -> None:
 def write_suite(config: GenerateConfig) -> None:
     """Every level D4RL has for each locomotion domain, from the committed policies and, where the training
     run is at hand, its replay buffer, then the eight Maze2D datasets and, when AntMaze's controller is
-    committed, the six AntMaze ones; prints what it skipped and why, each file's time and the total. With
+    committed, the two umaze AntMaze ones; prints what it skipped and why, each file's time and the total. With
     `workers` > 1 the files are written by that many processes at once."""
     from d4rl_compat import policies
 
@@ -335,7 +335,10 @@ def suite_jobs(config: GenerateConfig) -> List[Tuple[str, str, Any]]:
     controller = policies.POLICY_DIR / antmaze.CONTROLLER
     if not controller.exists():
         print(f"antmaze: no datasets (no controller {controller}; see d4rl_compat.antmaze)")
-    for name in antmaze.DATASETS if controller.exists() else ():
+    else:
+        left_out = [name for name in antmaze.DATASETS if name not in antmaze.D4RL_LIKE]
+        print(f"antmaze: no {', '.join(left_out)} (the controller is below D4RL's there; see d4rl_compat.antmaze)")
+    for name in antmaze.D4RL_LIKE if controller.exists() else ():
         output = output_dir / f"{name}.hdf5"
         args = ["--dataset", name, "--policy", str(controller), "--seed", str(config.seed), "--output", str(output)]
         args += [*size, *(["--overwrite", "true"] if config.overwrite else [])]

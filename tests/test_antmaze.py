@@ -123,6 +123,15 @@ def test_the_command_writes_a_file_checks_its_input_and_keeps_what_exists(contro
     main([*args, "--num_transitions", "50"])
     with h5py.File(output) as file:
         assert len(file["observations"]) == 50 and file["metadata/env_id"][()].decode() == "AntMaze_UMaze-v4"
+        assert file["metadata/d4rl_like"][()]
+    medium = tmp_path / "antmaze-medium-play-v2.hdf5"
+    below = ["--dataset", "antmaze-medium-play-v2", "--policy", str(controller), "--output", str(medium)]
+    with pytest.raises(UserError, match="not D4RL-like yet.*--allow_below_d4rl true"):
+        main([*below, "--num_transitions", "50"])
+    assert not medium.exists()
+    main([*below, "--num_transitions", "50", "--allow_below_d4rl", "true"])
+    with h5py.File(medium) as file:
+        assert len(file["observations"]) == 50 and not file["metadata/d4rl_like"][()]
     with pytest.raises(UserError, match="already exists"):
         main([*args, "--num_transitions", "60"])
     with h5py.File(output) as file:
@@ -147,9 +156,9 @@ def test_the_success_benchmark_writes_a_row_per_maze(controller, tmp_path):
     assert missing.returncode == 2 and "controllers not found" in missing.stderr
 
 
-def test_the_suite_writes_the_six_antmaze_files_when_their_controller_is_committed(tmp_path, monkeypatch):
+def test_the_suite_writes_the_d4rl_like_antmaze_files_when_their_controller_is_committed(tmp_path, monkeypatch, capsys):
     import d4rl_compat.policies
-    from d4rl_compat.antmaze import CONTROLLER, DATASETS
+    from d4rl_compat.antmaze import CONTROLLER, D4RL_LIKE
     from d4rl_compat.generate import GenerateConfig, write_suite
 
     committed = d4rl_compat.policies.POLICY_DIR
@@ -163,7 +172,10 @@ def test_the_suite_writes_the_six_antmaze_files_when_their_controller_is_committ
             (committed / CONTROLLER).with_suffix(suffix), (tmp_path / "policies" / CONTROLLER).with_suffix(suffix)
         )
     write_suite(GenerateConfig(suite=True, num_transitions=40, output_dir=str(tmp_path / "out")))
-    for name in DATASETS:
+    written = sorted(path.stem for path in (tmp_path / "out").glob("antmaze-*.hdf5"))
+    assert written == sorted(D4RL_LIKE) == ["antmaze-umaze-diverse-v2", "antmaze-umaze-v2"]
+    assert "no antmaze-medium-play-v2, antmaze-medium-diverse-v2, antmaze-large" in capsys.readouterr().out
+    for name in written:
         with h5py.File(tmp_path / "out" / f"{name}.hdf5") as file:
             assert len(file["observations"]) == 40 and file["metadata/dataset_name"][()].decode() == name
             assert "ant-expert" in file["metadata/policy_card"][()].decode()
