@@ -15,7 +15,9 @@ can play that part here (`make_controller` tells them apart by the policy file):
   height range, or after 500 steps. The runs so far have not learnt to walk (benchmarks/results/
   antmaze_success.md), so the datasets use the other one:
 - `SteeredWalker`, a locomotion policy of D4RL's ant layout (the committed ant-expert) shown the ant in a
-  frame turned towards the waypoint.
+  frame turned towards the waypoint, by at most STEER_RATE per step.
+`d4rl_compat.antmaze:AntSteer-v0` trains a policy for that second part: AntGoal-v0's goals and reward, and
+the observation of D4RL's ant layout in a frame turned towards the goal, so that it learns to turn.
 """
 
 import json
@@ -67,8 +69,12 @@ class AntGoalEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, reset_noise_scale: float = 0.1):
-        self.ant = AntEnv(exclude_current_positions_from_observation=False, reset_noise_scale=reset_noise_scale)
+    def __init__(self, reset_noise_scale: float = 0.1, use_contact_forces: bool = False):
+        self.ant = AntEnv(
+            exclude_current_positions_from_observation=False,
+            reset_noise_scale=reset_noise_scale,
+            use_contact_forces=use_contact_forces,
+        )
         self.action_space = self.ant.action_space
         size = self.ant.observation_space.shape[0] - 2 + 2  # drop x, y; add the goal
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (size,), np.float64)
@@ -103,7 +109,27 @@ class AntGoalEnv(gym.Env):
         self.ant.close()
 
 
+class AntSteerEnv(AntGoalEnv):
+    """AntGoal-v0's goals and reward, seen as a locomotion policy of D4RL's ant layout sees the floor: the
+    observation (contact forces included) in a frame turned towards the goal, so walking to it is walking
+    along +x there, and a new goal turns the frame (see `turned_observation`)."""
+
+    def __init__(self, reset_noise_scale: float = 0.1):
+        super().__init__(reset_noise_scale, use_contact_forces=True)
+        size = self.ant.observation_space.shape[0] - 2  # drop x, y
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (size,), np.float64)
+
+    def _observation(self, ant_observation: np.ndarray) -> np.ndarray:
+        return turned_observation(self.ant, direction(ant_observation[:2], self.goal))
+
+
+def direction(position: np.ndarray, target: np.ndarray) -> float:
+    offset = np.asarray(target) - position
+    return float(np.arctan2(offset[1], offset[0]))
+
+
 gym.register("AntGoal-v0", entry_point="d4rl_compat.antmaze:AntGoalEnv", max_episode_steps=EPISODE_STEPS)
+gym.register("AntSteer-v0", entry_point="d4rl_compat.antmaze:AntSteerEnv", max_episode_steps=EPISODE_STEPS)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -221,19 +247,18 @@ class SteeredWalker:
     the ant in a frame turned by a heading, about the vertical, where the floor's physics is the same. The
     heading turns towards the waypoint's direction by at most STEER_RATE per step (faster turns flip it)."""
 
-    def __init__(self, policy: SACPolicy):
-        self.policy, self.heading = policy, None
+    def __init__(self, policy: SACPolicy, turn_rate: float = STEER_RATE):
+        self.policy, self.heading, self.turn_rate = policy, None, turn_rate
 
     def reset(self) -> None:
         self.heading = None
 
     def __call__(self, ant: AntEnv, observation: np.ndarray, waypoint: np.ndarray) -> np.ndarray:
-        offset = waypoint - observation[:2]
-        wanted = float(np.arctan2(offset[1], offset[0]))
+        wanted = direction(observation[:2], waypoint)
         if self.heading is None:
             self.heading = wanted
         turn = (wanted - self.heading + np.pi) % (2.0 * np.pi) - np.pi
-        self.heading += float(np.clip(turn, -STEER_RATE, STEER_RATE))
+        self.heading += float(np.clip(turn, -self.turn_rate, self.turn_rate))
         return self.policy(turned_observation(ant, self.heading))
 
 
@@ -259,11 +284,14 @@ def turned_observation(ant: AntEnv, heading: float) -> np.ndarray:
 
 
 def make_controller(policy_path: Path, seed: int, deterministic: bool = False) -> Any:
-    """A GoalReacher for a snapshot trained on AntGoal-v0, a SteeredWalker for a policy of D4RL's ant layout."""
+    """A GoalReacher for a snapshot trained on AntGoal-v0; a SteeredWalker for one trained on AntSteer-v0 (its
+    frame points at the waypoint at once, as in training) or for a policy of D4RL's ant layout."""
     policy = SACPolicy(policy_path, seed, deterministic=deterministic)
     snapshot = policy.snapshot
     if snapshot["env_id"].endswith("AntGoal-v0"):
         return GoalReacher(policy)
+    if snapshot["env_id"].endswith("AntSteer-v0"):
+        return SteeredWalker(policy, turn_rate=np.pi)
     if snapshot["env_id"] == "Ant-v4" and json.loads(snapshot["env_kwargs"]).get("use_contact_forces"):
         return SteeredWalker(policy)
     raise UserError(f"{policy_path} is for {snapshot['env_id']}: use an AntGoal-v0 snapshot or an ant policy")

@@ -11,16 +11,20 @@ import pytest
 from conftest import load_script, run_cli
 
 
-@pytest.fixture(scope="module")
-def controller(tmp_path_factory) -> Path:
-    """A tiny sac.py run on the controller's task (its training config, shortened): its last snapshot."""
+def tiny_run(run_dir: Path, config: str) -> Path:
+    """A tiny sac.py run of a controller's training config, shortened: its last snapshot."""
     sac = load_script("algorithms/online/sac.py")
-    run_dir = tmp_path_factory.mktemp("controller") / "run"
-    args = ["--config_path", "configs/online/sac/antmaze/controller.yaml", "--actor_hidden_dims", "[16, 16]"]
+    args = ["--config_path", config, "--actor_hidden_dims", "[16, 16]"]
     args += ["--critic_hidden_dims", "[16, 16]", "--batch_size", "32", "--total_steps", "200", "--random_steps", "100"]
     args += ["--eval_every", "200", "--n_episodes", "1", "--wandb_mode", "disabled", "--device", "cpu"]
     sac.train(sac.parse_config(sac.TrainConfig, [*args, "--run_dir", str(run_dir)]))
     return run_dir / "policies" / "step_000000200.pt"
+
+
+@pytest.fixture(scope="module")
+def controller(tmp_path_factory) -> Path:
+    """A goal reacher trained (briefly) on AntGoal-v0."""
+    return tiny_run(tmp_path_factory.mktemp("controller") / "run", "configs/online/sac/antmaze/controller.yaml")
 
 
 def test_the_goal_is_given_in_the_ants_heading_and_clipped():
@@ -54,6 +58,26 @@ def test_the_training_task_rewards_progress_and_draws_a_new_goal_at_the_old_one(
     info = env.step(np.zeros(8))[4]
     distance = np.linalg.norm(task.goal - task.ant.data.qpos[:2])
     assert info["goals_reached"] == 1 and not np.allclose(task.goal, old_goal) and distance > REACH_RADIUS
+
+
+def test_the_steering_task_shows_the_ant_turned_towards_its_goal_and_rewards_as_the_goal_task():
+    from d4rl_compat.antmaze import direction, turned_observation
+
+    steer, goal = gym.make("d4rl_compat.antmaze:AntSteer-v0"), gym.make("d4rl_compat.antmaze:AntGoal-v0")
+    observation = steer.reset(seed=3)[0]
+    goal.reset(seed=3)
+    task = steer.unwrapped
+    assert observation.shape == steer.observation_space.shape == (111,) and steer.spec.max_episode_steps == 500
+    np.testing.assert_array_equal(task.goal, goal.unwrapped.goal)  # the same goals from the same seed
+    for _ in range(5):
+        action = np.full(8, 0.3)
+        observation, reward, *_ = steer.step(action)
+        other_reward = goal.step(action)[1]
+        towards = direction(task.ant.data.qpos[:2], task.goal)
+        np.testing.assert_array_equal(observation, turned_observation(task.ant, towards))
+        assert reward == pytest.approx(other_reward, abs=1e-6)  # contact forces observed, not rewarded
+    steer.close()
+    goal.close()
 
 
 @pytest.mark.parametrize("maze", ["umaze", "medium", "large"])
@@ -213,18 +237,22 @@ def test_a_steered_walker_sees_the_ant_in_a_frame_turned_by_its_heading():
     env.close()
 
 
-def test_the_controller_kind_follows_the_policy_and_a_steered_walker_turns_gradually(controller):
+def test_the_controller_kind_follows_the_policy_and_a_steered_walker_turns_gradually(controller, tmp_path):
     from d4rl_compat.antmaze import STEER_RATE, GoalReacher, SteeredWalker, make_controller, maze_env
     from d4rl_compat.generate import UserError
     from d4rl_compat.policies import POLICY_DIR
 
     assert isinstance(make_controller(controller, 0), GoalReacher)
+    steering = tiny_run(tmp_path / "steer", "configs/online/sac/antmaze/steer.yaml")
+    steerer = make_controller(steering, 0)
+    env = maze_env("antmaze-umaze-v2")
+    observation, ant = env.reset(seed=0)[0], env.unwrapped.ant_env
+    assert isinstance(steerer, SteeredWalker) and steerer(ant, observation, observation[:2] + [0.0, 5.0]).shape == (8,)
+    assert steerer.heading == pytest.approx(np.pi / 2)  # trained to turn: its frame points at the waypoint at once
     walker = make_controller(POLICY_DIR / "ant-expert.pt", 0, deterministic=True)
     assert isinstance(walker, SteeredWalker)
     with pytest.raises(UserError, match="Hopper"):
         make_controller(POLICY_DIR / "hopper-medium.pt", 0)
-    env = maze_env("antmaze-umaze-v2")
-    observation, ant = env.reset(seed=0)[0], env.unwrapped.ant_env
     walker(ant, observation, observation[:2] + [1.0, 0.0])
     assert walker.heading == 0.0
     action = walker(ant, observation, observation[:2] + [0.0, 5.0])  # a waypoint 90 degrees to the left
