@@ -144,22 +144,12 @@ gym.register("AntSteer-v0", entry_point="d4rl_compat.antmaze:AntSteerEnv", max_e
 # - Rewards and terminals, as D4RL relabelled its v2 files, are 1 where the next position is within 0.5 of
 #   the EVALUATION goal (the 'g' of the evaluation maze), whatever the episode's own goal; episodes go on past it.
 # ---------------------------------------------------------------------------------------------------------------
-# D4RL's collection mazes (maze_env.U_MAZE, BIG_MAZE, HARDEST_MAZE) in its row order: the evaluation mazes'
-# walls, with 'g' on the goal cells of the play datasets.
-PLAY_MAPS = {
-    "umaze": ["11111", "1r001", "11101", "1g001", "11111"],
-    "medium": ["11111111", "1r011001", "100100g1", "11000111", "10010001", "1g100101", "10001g01", "11111111"],
-    "large": [
-        "111111111111",
-        "1r0001g00001",
-        "101101010101",
-        "10000g0100g1",
-        "101111011101",
-        "10g101000001",
-        "110101010111",
-        "1001g0g10g01",
-        "111111111111",
-    ],
+# The goal cells of the play datasets, (row, column) in D4RL's row order: the 'g' cells of D4RL's collection
+# mazes (maze_env.U_MAZE, BIG_MAZE, HARDEST_MAZE), which have the evaluation mazes' walls.
+PLAY_GOALS: Dict[str, List[Cell]] = {
+    "umaze": [(3, 1)],
+    "medium": [(2, 6), (5, 1), (6, 5)],
+    "large": [(1, 6), (3, 5), (3, 10), (5, 2), (7, 4), (7, 6), (7, 9)],
 }
 DATASETS = {  # D4RL name: (maze, random start cells, goal cells)
     "antmaze-umaze-v2": ("umaze", False, "play"),
@@ -321,10 +311,10 @@ def collect_antmaze(name: str, policy_path: Path, num_transitions: int, seed: in
     maze, random_starts, goal_cells = DATASETS[name]
     env = maze_env(name)
     ant = env.unwrapped.ant_env  # stepped directly: the maze walls are in its model, and nothing ends early
-    grid, play = MazeGrid(env, D4RL_ANTMAZE_MAPS[maze]), MazeGrid(env, PLAY_MAPS[maze])
+    grid = MazeGrid(env, D4RL_ANTMAZE_MAPS[maze])
     origin = grid.centre(grid.marked("r")[0])
     evaluation_goal = grid.centre(grid.marked("g")[0]) - origin
-    goals = play.marked("g") if goal_cells == "play" else grid.free
+    goals = PLAY_GOALS[maze] if goal_cells == "play" else grid.free
     controller, rng = make_controller(policy_path, seed), np.random.default_rng(seed)
     env.reset(seed=seed)
     width = ant.observation_space.shape[0]

@@ -82,13 +82,12 @@ def test_the_steering_task_shows_the_ant_turned_towards_its_goal_and_rewards_as_
 
 @pytest.mark.parametrize("maze", ["umaze", "medium", "large"])
 def test_the_planner_leads_from_every_cell_to_every_goal_in_d4rls_mazes(maze):
-    from d4rl_compat.antmaze import PLAY_MAPS, MazeGrid, maze_env
+    from d4rl_compat.antmaze import PLAY_GOALS, MazeGrid, maze_env
     from d4rl_compat.envs import D4RL_ANTMAZE_MAPS
 
-    walls = lambda rows: [[cell == "1" for cell in row] for row in rows]  # noqa: E731
-    assert walls(PLAY_MAPS[maze]) == walls(D4RL_ANTMAZE_MAPS[maze])  # the collection maze is the evaluation maze
     env = maze_env(f"antmaze-{maze}-diverse-v2" if maze != "umaze" else "antmaze-umaze-v2")
     grid, rng = MazeGrid(env, D4RL_ANTMAZE_MAPS[maze]), np.random.default_rng(0)
+    assert set(PLAY_GOALS[maze]) <= set(grid.free)  # the collection mazes have the evaluation walls
     assert env.unwrapped.maze.maze_map[-2][1] == "r"  # D4RL's row 1 is the env's second row from the bottom
     for start in grid.free:
         assert grid.cell(grid.centre(start)) == start
@@ -104,7 +103,8 @@ def test_the_planner_leads_from_every_cell_to_every_goal_in_d4rls_mazes(maze):
 
 
 def test_datasets_are_deterministic_and_laid_out_as_d4rls(controller):
-    from d4rl_compat.antmaze import PLAY_MAPS, MazeGrid, collect_antmaze, maze_env
+    from d4rl_compat.antmaze import PLAY_GOALS, MazeGrid, collect_antmaze, maze_env
+    from d4rl_compat.envs import D4RL_ANTMAZE_MAPS
 
     arrays = collect_antmaze("antmaze-medium-play-v2", controller, 2100, seed=0)
     again = collect_antmaze("antmaze-medium-play-v2", controller, 2100, seed=0)
@@ -119,12 +119,12 @@ def test_datasets_are_deterministic_and_laid_out_as_d4rls(controller):
     np.testing.assert_array_equal(arrays["infos/qvel"], arrays["observations"][:, 15:])
     # D4RL's frame: the start cell at the origin, the evaluation goal (row 6, column 6) 4 m per cell away
     env = maze_env("antmaze-medium-play-v2")
-    grid = MazeGrid(env, PLAY_MAPS["medium"])
+    grid = MazeGrid(env, D4RL_ANTMAZE_MAPS["medium"])
     near = np.linalg.norm(arrays["next_observations"][:, :2] - [20.0, 20.0], axis=1) <= 0.5
     np.testing.assert_array_equal(arrays["rewards"], near)
     np.testing.assert_array_equal(arrays["terminals"], near)
     goal_cells = {grid.cell(goal + grid.centre((1, 1))) for goal in arrays["infos/goal"]}
-    assert goal_cells <= set(grid.marked("g")) and len(np.unique(arrays["infos/goal"], axis=0)) == 3
+    assert goal_cells <= set(PLAY_GOALS["medium"]) and len(np.unique(arrays["infos/goal"], axis=0)) == 3
     env.close()
 
 
