@@ -2,6 +2,7 @@
 
     python -m d4rl_compat.policies --command scores --run runs/behaviour/hopper  # every snapshot's score
     python -m d4rl_compat.policies --command rank --run runs/behaviour/hopper --top 5  # the best, 100 episodes
+    python -m d4rl_compat.policies --command rank --run runs/behaviour/hopper --min_step 140000 --max_step 170000
     python -m d4rl_compat.policies --command export --run runs/behaviour/hopper --step 150000 --level medium
 
 Each exported policy is two files in d4rl_compat/policies/: <domain>-<level>.pt (the actor's weights,
@@ -103,6 +104,7 @@ class PoliciesConfig:
     overwrite: bool = False
     top: int = 5  # rank: how many snapshots, by the run's own (few-episode) score, to evaluate over `episodes`
     min_step: int = 0  # rank: only snapshots from this env step on
+    max_step: Optional[int] = None  # rank: only snapshots up to this env step (to pick a medium policy)
 
 
 def rank(config: PoliciesConfig) -> List[Dict[str, Any]]:
@@ -112,11 +114,11 @@ def rank(config: PoliciesConfig) -> List[Dict[str, Any]]:
     found = []
     for path in snapshots(Path(config.run)):
         metrics = torch.load(path, map_location="cpu", weights_only=True)["metrics"]
-        if metrics["online/env_steps"] >= config.min_step:
+        if config.min_step <= metrics["online/env_steps"] <= (config.max_step or float("inf")):
             found.append((metrics.get("eval/normalized_score_mean", metrics["eval/return_mean"]), path, metrics))
     found = sorted(found, key=lambda item: item[0], reverse=True)[: config.top]
     if not found:
-        raise UserError(f"{config.run} has no snapshots from env step {config.min_step} on")
+        raise UserError(f"{config.run} has no snapshots between env steps {config.min_step} and {config.max_step}")
     rows = []
     for run_score, path, metrics in found:
         sampled = evaluate(SACPolicy(path, config.seed), config.episodes, config.seed)

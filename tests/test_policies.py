@@ -77,7 +77,7 @@ def test_an_exported_policy_has_its_card(sac_run, policy_dir):
         export(sac_run, 200, "medium", policy_dir)
 
 
-def test_rank_reevaluates_the_runs_best_snapshots_and_orders_them_by_the_sampled_score(sac_run):
+def test_rank_reevaluates_the_best_snapshots_in_a_step_window_and_orders_them_by_the_sampled_score(sac_run):
     from d4rl_compat.policies import PoliciesConfig, SACPolicy, UserError, evaluate, rank
 
     rows = rank(PoliciesConfig("rank", str(sac_run), top=2, min_step=200, episodes=3))
@@ -86,7 +86,9 @@ def test_rank_reevaluates_the_runs_best_snapshots_and_orders_them_by_the_sampled
     assert scores == sorted(scores, reverse=True)
     first = sac_run / "policies" / f"step_{rows[0]['step']:09d}.pt"
     assert rows[0]["sampled"] == evaluate(SACPolicy(first, 12345), 3, 12345)  # the card's seed and evaluation
-    with pytest.raises(UserError, match="no snapshots from env step 400"):
+    (medium,) = rank(PoliciesConfig("rank", str(sac_run), min_step=100, max_step=150, episodes=3))
+    assert medium["step"] == 100  # a window of steps, as a medium policy is picked
+    with pytest.raises(UserError, match="no snapshots between env steps 400 and None"):
         rank(PoliciesConfig("rank", str(sac_run), min_step=400))
 
 
