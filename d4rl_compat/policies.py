@@ -111,14 +111,15 @@ def rank(config: PoliciesConfig) -> List[Dict[str, Any]]:
     """The `top` snapshots by the run's own evaluation, each evaluated over `episodes` episodes, best first by
     the sampled-action score (the actions the generator records). A run's few-episode evaluation is noisy,
     so this, not the run's best row, is how a snapshot is chosen for export."""
-    found = []
+    found, last = [], float("inf") if config.max_step is None else config.max_step
     for path in snapshots(Path(config.run)):
         metrics = torch.load(path, map_location="cpu", weights_only=True)["metrics"]
-        if config.min_step <= metrics["online/env_steps"] <= (config.max_step or float("inf")):
+        if config.min_step <= metrics["online/env_steps"] <= last:
             found.append((metrics.get("eval/normalized_score_mean", metrics["eval/return_mean"]), path, metrics))
     found = sorted(found, key=lambda item: item[0], reverse=True)[: config.top]
     if not found:
-        raise UserError(f"{config.run} has no snapshots between env steps {config.min_step} and {config.max_step}")
+        window = f"from env step {config.min_step}" + ("" if config.max_step is None else f" to {config.max_step}")
+        raise UserError(f"{config.run} has no snapshots {window}")
     rows = []
     for run_score, path, metrics in found:
         sampled = evaluate(SACPolicy(path, config.seed), config.episodes, config.seed)

@@ -88,7 +88,7 @@ def test_rank_reevaluates_the_best_snapshots_in_a_step_window_and_orders_them_by
     assert rows[0]["sampled"] == evaluate(SACPolicy(first, 12345), 3, 12345)  # the card's seed and evaluation
     (medium,) = rank(PoliciesConfig("rank", str(sac_run), min_step=100, max_step=150, episodes=3))
     assert medium["step"] == 100  # a window of steps, as a medium policy is picked
-    with pytest.raises(UserError, match="no snapshots between env steps 400 and None"):
+    with pytest.raises(UserError, match="no snapshots from env step 400$"):
         rank(PoliciesConfig("rank", str(sac_run), min_step=400))
 
 
